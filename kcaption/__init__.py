@@ -1,0 +1,8 @@
+"""kcaption: build an image captioner from scratch in Keras 3, then train it for real.
+
+The package is laid out in the order the data flows:
+data -> models.encoder -> layers -> models (captioners) -> train -> decoding -> metrics/viz,
+with the graded-step registry (`kcaption.steps`) and the autograder (`kcaption.grading`) beside it.
+"""
+
+__version__ = "0.1.0"

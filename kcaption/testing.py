@@ -1,0 +1,109 @@
+"""Checks shared by the tests and the lessons' check cells.
+
+Messages speak to a student: what was expected, what came out, what to look at.
+Keras's own layer-test helper (`keras.src.testing`) is private, so the kit owns
+a small one: `check_layer_contract`.
+"""
+
+import numpy as np
+
+
+def rel_error(actual, expected):
+    """Max relative error, as in the CS231n checks: max |a-e| / max(1e-8, |a|+|e|)."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    return float(np.max(np.abs(actual - expected) / np.maximum(1e-8, np.abs(actual) + np.abs(expected))))
+
+
+def assert_close(actual, expected, *, atol=1e-6, rtol=1e-5, what="output", hint=""):
+    """Assert `actual` matches `expected`, with a message a student can act on.
+
+    Args:
+        actual: what the student's code returned.
+        expected: the reference value.
+        atol, rtol: tolerances, as in `np.allclose`.
+        what: a name for the value, e.g. "next_h".
+        hint: what to look at when it does not match.
+    """
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    if actual.shape != expected.shape:
+        raise AssertionError(
+            f"{what}: expected shape {expected.shape}, got {actual.shape}. {hint}".rstrip()
+        )
+    if not np.all(np.isfinite(actual)):
+        raise AssertionError(f"{what}: contains NaN or inf. {hint}".rstrip())
+    if not np.allclose(actual, expected, atol=atol, rtol=rtol):
+        diff = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
+        worst = np.unravel_index(np.argmax(diff), diff.shape)
+        raise AssertionError(
+            f"{what}: does not match the reference (atol={atol}, rtol={rtol}). "
+            f"Largest difference {diff[worst]:.3g} at index {tuple(int(i) for i in worst)}: "
+            f"got {actual[worst]!r}, expected {expected[worst]!r}. {hint}".rstrip()
+        )
+
+
+def check(name, actual, expected, *, atol=1e-6, rtol=1e-5, hint=""):
+    """A lesson check cell: print a verdict and the relative error, raise on mismatch."""
+    assert_close(actual, expected, atol=atol, rtol=rtol, what=name, hint=hint)
+    print(f"{name}: OK (relative error {rel_error(actual, expected):.2e}, atol={atol}, rtol={rtol})")
+
+
+def check_layer_contract(layer_factory, inputs, expected_output_shape, *, custom_objects=None):
+    """Check the Keras layer contract on a fresh layer from `layer_factory()`.
+
+    Checks: the output shape; weights are created in `build()` (none before the
+    first call, some after); `get_config()` round-trips through `from_config`
+    into a layer that computes the same output with the same weights; a
+    `.keras` save/load round-trip of a model wrapping the layer; and one
+    gradient step changes every trainable weight (they are all used).
+
+    Args:
+        layer_factory: a zero-argument callable returning a new, unbuilt layer.
+        inputs: a NumPy array (or a list of arrays) to call the layer on.
+        expected_output_shape: the shape the first output must have.
+        custom_objects: passed to `keras.models.load_model` (usually not needed:
+            kcaption layers are registered serializable).
+    """
+    import tempfile
+    from pathlib import Path
+
+    import keras
+    import tensorflow as tf
+
+    layer = layer_factory()
+    assert not layer.weights, f"{type(layer).__name__} created weights before build(); create them in build()."
+    outputs = layer(inputs, training=False)
+    first = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+    assert tuple(first.shape) == tuple(expected_output_shape), (
+        f"{type(layer).__name__}: expected output shape {tuple(expected_output_shape)}, got {tuple(first.shape)}."
+    )
+    assert layer.weights or not layer.trainable, f"{type(layer).__name__} has no weights after its first call."
+
+    clone = type(layer).from_config(layer.get_config())
+    clone(inputs, training=False)
+    clone.set_weights(layer.get_weights())
+    clone_first = clone(inputs, training=False)
+    clone_first = clone_first[0] if isinstance(clone_first, (list, tuple)) else clone_first
+    assert_close(clone_first, first, atol=1e-6, what=f"{type(layer).__name__}.from_config(get_config())")
+
+    as_list = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+    model_inputs = [keras.Input(shape=np.shape(x)[1:], dtype=np.asarray(x).dtype.name) for x in as_list]
+    model_out = layer(model_inputs if isinstance(inputs, (list, tuple)) else model_inputs[0])
+    model = keras.Model(model_inputs, model_out)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "layer.keras"
+        model.save(path)
+        loaded = keras.models.load_model(path, custom_objects=custom_objects)
+    reloaded = loaded(as_list if isinstance(inputs, (list, tuple)) else as_list[0], training=False)
+    reloaded = reloaded[0] if isinstance(reloaded, (list, tuple)) else reloaded
+    assert_close(reloaded, first, atol=1e-6, what=f"{type(layer).__name__} after .keras save/load")
+
+    if layer.trainable_weights:
+        with tf.GradientTape() as tape:
+            out = layer(inputs, training=True)
+            out = out[0] if isinstance(out, (list, tuple)) else out
+            loss = tf.reduce_sum(tf.square(tf.cast(out, "float32")))
+        grads = tape.gradient(loss, layer.trainable_weights)
+        unused = [w.path for w, g in zip(layer.trainable_weights, grads) if g is None]
+        assert not unused, f"{type(layer).__name__}: no gradient reaches {unused}: is every weight used in call()?"

@@ -1,0 +1,57 @@
+"""Shared pytest set-up: which bodies the graded steps run, and stub mode.
+
+- In this repo (a `solutions/` folder exists) `pytest` grades the reference
+  bodies: KCAPTION_SOLUTIONS defaults to 1. Set KCAPTION_SOLUTIONS=0 to grade
+  your own code instead. In a student handout there is no `solutions/`, so
+  `pytest` grades the student's code.
+- `pytest --stubs` proves the graded tests grade something: every test marked
+  `@pytest.mark.step("<id>")` runs with that step's stub (every other step on
+  its reference body) and must fail. Unmarked tests are not run.
+"""
+
+import os
+
+import pytest
+
+from kcaption import steps
+
+if steps.solutions_dir().is_dir():
+    os.environ.setdefault(steps.SOLUTIONS_ENV, "1")
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--stubs",
+        action="store_true",
+        help="run each graded test with its step's stub; every one must fail.",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    known = {s.id for s in steps.all_steps()}
+    for item in items:
+        for marker in item.iter_markers("step"):
+            if marker.args[0] not in known:
+                raise pytest.UsageError(
+                    f"{item.nodeid}: @pytest.mark.step({marker.args[0]!r}) names no graded step."
+                )
+    if not config.getoption("--stubs"):
+        return
+    selected = [item for item in items if item.get_closest_marker("step")]
+    config.hook.pytest_deselected(items=[i for i in items if i not in selected])
+    items[:] = selected
+    for item in selected:
+        item.add_marker(pytest.mark.xfail(strict=True, reason="a graded test must fail on the stub"))
+
+
+@pytest.fixture(autouse=True)
+def _graded_step_bodies(request):
+    """In --stubs mode, run the marked step's stub and every other step's reference."""
+    marker = request.node.get_closest_marker("step")
+    if marker is None or not request.config.getoption("--stubs"):
+        yield
+        return
+    with steps.solutions(True, student_steps={marker.args[0]}):
+        yield
