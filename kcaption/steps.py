@@ -173,7 +173,7 @@ def solutions_dir():
     return Path(__file__).resolve().parent.parent / "solutions"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load_solution_file(path):
     spec = importlib.util.spec_from_file_location(
         "kcaption_solutions." + Path(path).stem + f"_{abs(hash(path))}", path
