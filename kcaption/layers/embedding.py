@@ -1,0 +1,92 @@
+"""Word embedding: one learned vector per vocabulary entry."""
+
+import keras
+from keras import ops
+
+from kcaption.steps import graded
+
+
+@keras.saving.register_keras_serializable(package="kcaption")
+class WordEmbedding(keras.layers.Layer):
+    """Maps token ids to learned word vectors.
+
+    Args:
+        vocab_size: number of distinct tokens V (ids are 0..V-1).
+        embed_dim: size D of each word vector.
+        mask_zero: if True, id 0 (`<NULL>`, padding) is masked out for the
+            layers that follow (an RNN then skips those steps).
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: int tensor of token ids, shape (N, T) (any shape works).
+
+    Returns:
+        Float tensor (N, T, D): row `inputs[n, t]` of `W_embed`.
+
+    Masking:
+        With `mask_zero=True` the output carries the mask `inputs != 0`.
+
+    Example:
+        >>> embed = WordEmbedding(vocab_size=10, embed_dim=4)
+        >>> embed(np.array([[1, 5, 2, 0]])).shape
+        TensorShape([1, 4, 4])
+
+    References:
+        CS231n assignment 3, `word_embedding_forward`;
+        `keras.layers.Embedding`.
+    """
+
+    def __init__(self, vocab_size, embed_dim, mask_zero=False, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(vocab_size, int) or vocab_size <= 0:
+            raise ValueError(
+                f"`vocab_size` must be a positive int. Received: vocab_size={vocab_size!r}"
+            )
+        if not isinstance(embed_dim, int) or embed_dim <= 0:
+            raise ValueError(f"`embed_dim` must be a positive int. Received: embed_dim={embed_dim!r}")
+        self.vocab_size = vocab_size
+        self.embed_dim = embed_dim
+        self.mask_zero = mask_zero
+        self.supports_masking = mask_zero
+
+    def build(self, input_shape):
+        # randn(V, D) / sqrt(V), as in the course notes.
+        self.W_embed = self.add_weight(
+            name="W_embed",
+            shape=(self.vocab_size, self.embed_dim),
+            initializer=keras.initializers.RandomNormal(stddev=1.0 / self.vocab_size**0.5),
+        )
+
+    @graded("embedding.forward", lesson="02_embedding_and_loss", points=2)
+    def call(self, inputs):
+        """Look up the word vector of every token id.
+
+        Math: out[n, t, :] = W_embed[inputs[n, t], :]
+
+        Shapes: inputs (N, T) int, self.W_embed (V, D) -> out (N, T, D).
+
+        Hints:
+        - This is a gather of rows: `ops.take(params, indices, axis=0)`.
+        - Cast the ids to "int32" first: they may arrive as floats or int64.
+        - No loop over N or T is needed.
+        """
+        raise NotImplementedError(
+            "TODO embedding.forward: implement WordEmbedding.call in kcaption/layers/embedding.py "
+            "(lesson 02_embedding_and_loss)"
+        )
+
+    def compute_mask(self, inputs, mask=None):
+        if not self.mask_zero:
+            return None
+        return ops.not_equal(inputs, 0)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape, self.embed_dim)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "embed_dim": self.embed_dim,
+            "mask_zero": self.mask_zero,
+        }

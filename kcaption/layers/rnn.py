@@ -1,0 +1,76 @@
+"""A vanilla (Elman) RNN cell: one time step, to be run by `keras.layers.RNN`."""
+
+import keras
+from keras import ops  # noqa: F401 (for your code in call)
+
+from kcaption.steps import graded
+
+
+@keras.saving.register_keras_serializable(package="kcaption")
+class RNNCell(keras.layers.Layer):
+    """One step of a vanilla RNN: h = tanh(x Wx + h_prev Wh + b).
+
+    Wrap it in `keras.layers.RNN` to run it over a sequence: the wrapper loops
+    over time, applies masks, and returns the last output or all of them.
+
+    Args:
+        units: size H of the hidden state.
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: the input at one time step, (N, D).
+        states: a list holding the previous hidden state h_prev, (N, H).
+        training: unused (no dropout), kept for the RNN API.
+
+    Returns:
+        `(h, [h])`: the new hidden state as output and as the next state.
+
+    Masking:
+        Handled by `keras.layers.RNN`: at a masked step the state is carried over
+        unchanged and the output repeats the previous one.
+
+    Example:
+        >>> rnn = keras.layers.RNN(RNNCell(8), return_sequences=True)
+        >>> rnn(np.zeros((2, 5, 3), "float32")).shape
+        TensorShape([2, 5, 8])
+
+    References:
+        Elman, "Finding structure in time" (1990); CS231n assignment 3,
+        `rnn_step_forward`; `keras.layers.SimpleRNNCell` (same weights as
+        `kernel`, `recurrent_kernel`, `bias`).
+    """
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(units, int) or units <= 0:
+            raise ValueError(f"`units` must be a positive int. Received: units={units!r}")
+        self.units = units
+        self.state_size = units
+        self.output_size = units
+
+    def build(self, input_shape):
+        input_dim = input_shape[-1]
+        self.Wx = self.add_weight(name="Wx", shape=(input_dim, self.units), initializer="glorot_uniform")
+        self.Wh = self.add_weight(name="Wh", shape=(self.units, self.units), initializer="orthogonal")
+        self.b = self.add_weight(name="b", shape=(self.units,), initializer="zeros")
+
+    @graded("rnn.cell", lesson="03_rnn", points=3)
+    def call(self, inputs, states, training=None):
+        """One RNN step.
+
+        Math: h = tanh(x Wx + h_prev Wh + b)
+
+        Shapes: inputs x (N, D); states = [h_prev (N, H)]; self.Wx (D, H),
+        self.Wh (H, H), self.b (H,) -> h (N, H).
+
+        Hints:
+        - `states` is a list (or tuple): `h_prev = states[0]`.
+        - Use `ops.matmul` and `ops.tanh`; `b` broadcasts over the batch.
+        - Return `h, [h]`: the output, then the list of next states.
+        """
+        raise NotImplementedError(
+            "TODO rnn.cell: implement RNNCell.call in kcaption/layers/rnn.py (lesson 03_rnn)"
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
