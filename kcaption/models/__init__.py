@@ -1,0 +1,30 @@
+"""Captioners and the image encoder, built by name with `build_captioner`."""
+
+from kcaption.models.captioning_rnn import CaptioningRNN
+from kcaption.models.encoder import ImageEncoder
+
+# name -> function(vocab_size, **kwargs) returning an (unbuilt) captioner.
+CAPTIONERS = {
+    "rnn": lambda vocab_size, **kw: CaptioningRNN(vocab_size, cell_type="rnn", **kw),
+    "lstm": lambda vocab_size, **kw: CaptioningRNN(vocab_size, cell_type="lstm", **kw),
+}
+
+
+def build_captioner(name, vocab_size, *, backbone="small_cnn", image_size=64, **kwargs):
+    """A captioner by name, with its image encoder.
+
+    Args:
+        name: one of `CAPTIONERS` ("rnn", "lstm", ...).
+        vocab_size: number of tokens V.
+        backbone: the `ImageEncoder` backbone ("small_cnn" or a keras.applications name),
+            or None for a captioner fed precomputed features.
+        image_size: side of the input images.
+        **kwargs: passed to the captioner (embed_dim, hidden_dim, ...).
+    """
+    if name not in CAPTIONERS:
+        raise ValueError(f"Unknown captioner; expected one of {sorted(CAPTIONERS)}. Received: name={name!r}")
+    encoder = None if backbone is None else ImageEncoder(backbone, image_size=image_size)
+    return CAPTIONERS[name](vocab_size, encoder=encoder, **kwargs)
+
+
+__all__ = ["CAPTIONERS", "CaptioningRNN", "ImageEncoder", "build_captioner"]

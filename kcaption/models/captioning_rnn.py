@@ -1,0 +1,153 @@
+"""The recurrent captioner: image features -> h0 -> RNN/LSTM over the words -> next-word logits."""
+
+import keras
+from keras import ops
+
+from kcaption.decoding import START, greedy_search
+from kcaption.layers import LSTMCell, RNNCell, WordEmbedding
+from kcaption.steps import graded
+
+CELLS = {"rnn": RNNCell, "lstm": LSTMCell}
+
+
+@keras.saving.register_keras_serializable(package="kcaption")
+class CaptioningRNN(keras.Model):
+    """Show-and-Tell style captioner with a vanilla RNN or an LSTM decoder.
+
+    The image's pooled features are projected to the first hidden state h0
+    (the LSTM's first cell state c0 is zero); the caption's words are embedded
+    and run through the recurrent layer; a dense layer scores the next word at
+    every step.
+
+    Args:
+        vocab_size: number of tokens V.
+        cell_type: "rnn" or "lstm".
+        embed_dim: word vector size D.
+        hidden_dim: hidden state size H.
+        encoder: an `ImageEncoder`, or None when the model is fed features (N, C).
+        **kwargs: base `keras.Model` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: `(images_or_features, captions_in)`: images (N, S, S, 3) in [0, 1]
+            (with an encoder) or features (N, C) (without), and the caption's
+            tokens fed in, int (N, T), starting with `<START>`.
+        training: passed to the encoder.
+
+    Returns:
+        Logits (N, T, V): the score of every word as the next one (teacher forcing).
+
+    Masking:
+        Steps whose input token is `<NULL>` (padding) are masked: the state is
+        carried over, so padding never changes the words before it.
+
+    Example:
+        >>> model = CaptioningRNN(vocab_size=30, cell_type="lstm", encoder=ImageEncoder())
+        >>> model((images, captions_in)).shape     # (N, T, 30)
+        >>> model.sample(images, max_length=16)    # (N, 16) token ids
+
+    References:
+        Vinyals et al., "Show and Tell" (2015); Karpathy & Fei-Fei, "Deep
+        visual-semantic alignments" (2015); CS231n assignment 3, `CaptioningRNN`.
+    """
+
+    def __init__(self, vocab_size, cell_type="lstm", embed_dim=128, hidden_dim=256, encoder=None, **kwargs):
+        super().__init__(**kwargs)
+        if cell_type not in CELLS:
+            raise ValueError(f"`cell_type` must be one of {sorted(CELLS)}. Received: cell_type={cell_type!r}")
+        for name, value in [("vocab_size", vocab_size), ("embed_dim", embed_dim), ("hidden_dim", hidden_dim)]:
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
+        self.vocab_size = vocab_size
+        self.cell_type = cell_type
+        self.embed_dim = embed_dim
+        self.hidden_dim = hidden_dim
+        self.encoder = encoder
+        self.feature_projection = keras.layers.Dense(hidden_dim, name="feature_projection")
+        self.embedding = WordEmbedding(vocab_size, embed_dim, name="embedding")
+        self.rnn = keras.layers.RNN(CELLS[cell_type](hidden_dim, name="cell"), return_sequences=True, name="rnn")
+        # Logits in float32 under mixed precision, for a stable softmax.
+        self.output_projection = keras.layers.Dense(vocab_size, dtype="float32", name="output_projection")
+        self._compiled_sample = None
+
+    def encode(self, images_or_features, training=None):
+        """Pooled image features (N, C): from the encoder, or the input itself."""
+        if self.encoder is None:
+            return images_or_features
+        pooled, _ = self.encoder(images_or_features, training=training)
+        return pooled
+
+    def initial_state(self, h0):
+        """The recurrent layer's first state: [h0] for the RNN, [h0, c0 = 0] for the LSTM."""
+        if self.cell_type == "lstm":
+            return [h0, ops.zeros_like(h0)]
+        return [h0]
+
+    @graded("captioner.forward", lesson="03_rnn", points=4)
+    def call(self, inputs, training=None):
+        """Teacher-forced forward pass: logits of the next word at every step.
+
+        Steps:
+            features = self.encode(images_or_features, training)   (N, C)
+            h0 = self.feature_projection(features)                 (N, H)
+            state = self.initial_state(h0)                          [h0] or [h0, c0]
+            x = self.embedding(captions_in)                         (N, T, D)
+            mask = captions_in != <NULL> (id 0)                     (N, T) bool
+            h = self.rnn(x, initial_state=state, mask=mask)         (N, T, H)
+            logits = self.output_projection(h)                      (N, T, V)
+
+        Shapes: inputs = (images (N, S, S, 3) or features (N, C), captions_in (N, T) int)
+        -> logits (N, T, V).
+
+        Hints:
+        - Unpack: `images_or_features, captions_in = inputs`.
+        - Every sub-layer is already built in `__init__`: only call them.
+        - `ops.not_equal(captions_in, 0)` is the mask.
+        """
+        raise NotImplementedError(
+            "TODO captioner.forward: implement CaptioningRNN.call in "
+            "kcaption/models/captioning_rnn.py (lesson 03_rnn)"
+        )
+
+    def next_logits(self, tokens, state):
+        """One decoding step: the words `tokens` (N,) in, next-word logits (N, V) and the new state out."""
+        x = self.embedding(tokens)  # (N, D)
+        h, state = self.rnn.cell(x, state)  # (N, H)
+        return self.output_projection(h), state
+
+    def _sample(self, images_or_features, max_length):
+        h0 = self.feature_projection(self.encode(images_or_features, training=False))  # (N, H)
+        start = ops.full((ops.shape(h0)[0],), START, dtype="int32")
+        return greedy_search(self.next_logits, self.initial_state(h0), start, max_length)
+
+    def sample(self, images_or_features, max_length=16, compiled=True):
+        """Greedy captions as token ids (N, max_length), `<NULL>`-padded after `<END>`.
+
+        Args:
+            images_or_features: what `call` takes first: images or features.
+            max_length: number of words generated (`<END>` included).
+            compiled: run the loop as one compiled `tf.function` graph (fast),
+                or step by step in eager mode (for debugging).
+        """
+        if not compiled:
+            return self._sample(images_or_features, max_length)
+        if self._compiled_sample is None:
+            import tensorflow as tf
+
+            self._compiled_sample = tf.function(self._sample, reduce_retracing=True)
+        return self._compiled_sample(images_or_features, max_length)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "cell_type": self.cell_type,
+            "embed_dim": self.embed_dim,
+            "hidden_dim": self.hidden_dim,
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        return cls(**config)
