@@ -1,0 +1,124 @@
+"""Lesson 05: dot-product attention and the attention LSTM.
+
+References are independent of the code under test: `keras.layers.Attention`
+for the attention, `keras.layers.LSTMCell` on [x, context] for the cell (the
+context's Wattn is just more input rows of the LSTM kernel).
+"""
+
+import keras
+import numpy as np
+import pytest
+
+from kcaption.layers.attention import AttentionLSTM, AttentionLSTMCell, dot_product_attention
+from kcaption.testing import assert_close
+
+N, L, H, D, T = 3, 4, 6, 5, 7
+
+
+def _values(shape, low=-1.0, high=1.0):
+    return np.linspace(low, high, int(np.prod(shape)), dtype="float32").reshape(shape)
+
+
+def _features():
+    return np.sin(_values((N, L, H), -4.0, 4.0) * 3.0).astype("float32")
+
+
+def _reference_attention(h_prev, A):
+    """keras.layers.Attention (dot score, no learned scale) with the query pre-scaled."""
+    attention = keras.layers.Attention()
+    query = (h_prev / np.sqrt(A.shape[-1]))[:, None, :]  # (N, 1, H)
+    context, weights = attention([query, A], return_attention_scores=True)
+    return np.asarray(context)[:, 0], np.asarray(weights)[:, 0]
+
+
+def _cell_weights():
+    return [_values((D, 4 * H), -0.5, 0.5), _values((H, 4 * H), 0.4, -0.4),
+            np.cos(_values((H, 4 * H), -3, 3)) * 0.5, _values((4 * H,), -0.2, 0.3)]
+
+
+def _reference_step(x, h_prev, c_prev, A, weights):
+    Wx, Wh, Wattn, b = weights
+    context, attn = _reference_attention(h_prev, A)
+    cell = keras.layers.LSTMCell(H)
+    cell.build((None, D + H))
+    cell.set_weights([np.concatenate([Wx, Wattn]), Wh, b])
+    h, (_, c) = cell(np.concatenate([x, context], axis=1), [h_prev, c_prev])
+    return np.asarray(h), np.asarray(c), attn
+
+
+@pytest.mark.step("attention.dot_product")
+def test_dot_product_attention_matches_keras_attention():
+    A, h_prev = _features(), _values((N, H), -1.5, 2.0)
+    context, weights = dot_product_attention(h_prev, A)
+    expected_context, expected_weights = _reference_attention(h_prev, A)
+    assert_close(weights, expected_weights, atol=1e-6, what="weights",
+                 hint="scores = A h_prev / sqrt(H), softmax over the L positions (axis=-1).")
+    assert_close(context, expected_context, atol=1e-6, what="context",
+                 hint="context = sum over l of weights[:, l] * A[:, l].")
+
+
+@pytest.mark.step("attention.dot_product")
+def test_attention_weights_are_a_distribution():
+    _, weights = dot_product_attention(_values((N, H), -3, 3), _features() * 10)
+    weights = np.asarray(weights)
+    assert weights.shape == (N, L), f"weights: expected shape {(N, L)}, got {weights.shape}."
+    assert_close(weights.sum(axis=1), np.ones(N), atol=1e-5, what="weights summed over L",
+                 hint="Softmax over the L positions, not over the batch.")
+
+
+@pytest.mark.step("attention.lstm_cell")
+def test_attention_lstm_cell_matches_keras_lstm_cell_on_x_and_context():
+    x, A = _values((N, D), -1, 1), _features()
+    h_prev, c_prev = _values((N, H), 0.5, -0.5), _values((N, H), -0.3, 0.7)
+    cell = AttentionLSTMCell(H)
+    cell.build((None, D))
+    cell.set_weights(_cell_weights())
+    h, (h_again, c), attn = cell(x, [h_prev, c_prev], A)
+    expected_h, expected_c, expected_attn = _reference_step(x, h_prev, c_prev, A, _cell_weights())
+    hint = "Attend with h_prev first; z = x Wx + h_prev Wh + context Wattn + b; gates i, f, g, o."
+    assert_close(attn, expected_attn, atol=1e-6, what="attention weights", hint=hint)
+    assert_close(c, expected_c, atol=1e-5, what="next c", hint=hint)
+    assert_close(h, expected_h, atol=1e-5, what="next h", hint=hint)
+    assert_close(h_again, h, what="states[0]", hint="Return h, [h, c], weights.")
+
+
+def test_cell_weights_follow_the_course_layout():
+    cell = AttentionLSTMCell(H)
+    cell.build((None, D))
+    names = [w.name for w in cell.weights]
+    shapes = [tuple(w.shape) for w in cell.weights]
+    assert names == ["Wx", "Wh", "Wattn", "b"], names
+    assert shapes == [(D, 4 * H), (H, 4 * H), (H, 4 * H), (4 * H,)], shapes
+
+
+@pytest.mark.step("attention.lstm_cell")
+def test_attention_lstm_runs_the_cell_over_the_sequence():
+    x, A = _values((N, T, D), -1, 1), _features()
+    lstm = AttentionLSTM(H)
+    lstm.build((None, T, D))
+    lstm.set_weights(_cell_weights())
+    h_seq, attn_seq = lstm(x, A, return_attention=True)
+    assert tuple(h_seq.shape) == (N, T, H) and tuple(attn_seq.shape) == (N, T, L)
+    h = c = A.mean(axis=1)  # the default initial state
+    for t in range(T):
+        h, c, attn = _reference_step(x[:, t], h, c, A, _cell_weights())
+        assert_close(h_seq[:, t], h, atol=1e-5, what=f"h at step {t}")
+        assert_close(attn_seq[:, t], attn, atol=1e-5, what=f"attention weights at step {t}")
+
+
+@pytest.mark.step("attention.lstm_cell")
+def test_attention_lstm_saves_and_loads(tmp_path):
+    x = keras.Input((T, D))
+    A = keras.Input((L, H))
+    model = keras.Model([x, A], AttentionLSTM(H)(x, A))
+    inputs = [_values((N, T, D)), _features()]
+    path = tmp_path / "attn.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert_close(loaded(inputs), model(inputs), atol=1e-6, what="output after .keras save/load")
+
+
+@pytest.mark.parametrize("layer", [AttentionLSTMCell, AttentionLSTM])
+def test_bad_units_are_a_clear_error(layer):
+    with pytest.raises(ValueError, match="Received: units=-3"):
+        layer(-3)
