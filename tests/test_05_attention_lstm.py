@@ -122,3 +122,93 @@ def test_attention_lstm_saves_and_loads(tmp_path):
 def test_bad_units_are_a_clear_error(layer):
     with pytest.raises(ValueError, match="Received: units=-3"):
         layer(-3)
+
+
+# Attention localisation score and overlays (not graded) -------------------------
+
+
+def _peaked(cell, num_cells=16):
+    weights = np.full(num_cells, 0.01, "float32")
+    weights[cell] = 1.0
+    return weights / weights.sum()
+
+
+def _cell_of(point, side=4, image_size=64):
+    x, y = point
+    return int(y // (image_size / side)) * side + int(x // (image_size / side))
+
+
+def test_described_object_resolves_colour_and_shape_words():
+    from kcaption.data import ShapeObject
+    from kcaption.localization import described_object
+
+    red_circle = ShapeObject("circle", "red", "small", (2, 2, 12, 12))
+    red_square = ShapeObject("square", "red", "large", (30, 30, 50, 50))
+    blue_square = ShapeObject("square", "blue", "small", (40, 2, 52, 14))
+    objects = [red_circle, red_square, blue_square]
+    words = "a small red circle to the left of a red square and a blue".split()
+    assert described_object(words, 2, objects) is red_circle  # "red" before "circle"
+    assert described_object(words, 3, objects) is red_circle
+    assert described_object(words, 9, objects) is red_square
+    assert described_object(words, 13, objects) is blue_square  # "blue" alone, the only blue object
+    assert described_object(words, 1, objects) is None  # "small" is neither
+    assert described_object("a red".split(), 1, objects) is None  # two red objects: ambiguous
+    assert described_object("a green circle".split(), 1, objects) is None  # not in the image
+
+
+def test_localization_score_hits_misses_and_chance():
+    from kcaption.data import make_shapes
+    from kcaption.localization import localization_score
+
+    # Images whose colours are all different and shapes too: each word names one object.
+    records = [r for r in make_shapes(40, seed=5)
+               if len({o.color for o in r.objects}) == len({o.shape for o in r.objects}) == len(r.objects)]
+    captions, good, bad, expected_chance = [], [], [], []
+    for record in records:
+        words = record.captions[0].split()
+        captions.append(words)
+        good_rows, bad_rows = [], []
+        for word in words:
+            obj = next((o for o in record.objects if word in (o.color, o.shape)), record.objects[0])
+            good_rows.append(_peaked(_cell_of(obj.center)))
+            far = (64 - obj.center[0], 64 - obj.center[1])  # the point mirrored through the centre
+            bad_rows.append(_peaked(_cell_of(far)))
+            if word in (obj.color, obj.shape):
+                x0, y0, x1, y1 = obj.box  # cells overlapped, counted per axis: 16-pixel cells
+                overlapped = (int(np.ceil(x1 / 16)) - x0 // 16) * (int(np.ceil(y1 / 16)) - y0 // 16)
+                expected_chance.append(overlapped / 16)
+        good.append(np.stack(good_rows))
+        bad.append(np.stack(bad_rows))
+    objects = [r.objects for r in records]
+    result = localization_score(captions, good, objects, image_size=64)
+    assert result.words == len(expected_chance) > 10 and result.skipped == 0
+    assert result.score == 1.0 and result.hits == result.words
+    assert abs(result.chance - np.mean(expected_chance)) < 1e-9
+    assert localization_score(captions, bad, objects, image_size=64).score < 0.35
+    uniform = [np.full((len(c), 16), 1 / 16, "float32") for c in captions]
+    assert localization_score(captions, uniform, objects, image_size=64).chance == result.chance
+
+
+def test_localization_score_rejects_non_square_grids():
+    from kcaption.data import make_shapes
+    from kcaption.localization import localization_score
+
+    record = make_shapes(1)[0]
+    with pytest.raises(ValueError, match="num_cells=15"):
+        localization_score([["red"]], [np.ones((1, 15))], [record.objects], image_size=64)
+
+
+def test_attention_overlay_writes_a_png(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from kcaption.data import make_shapes
+    from kcaption.viz.attention import attention_overlay
+
+    record = make_shapes(1, seed=2)[0]
+    words = record.captions[0].split()
+    attention = np.stack([_peaked(t % 16) for t in range(len(words) + 1)])
+    fig = attention_overlay(record.image, words, attention, path=tmp_path / "attn.png", boxes={1: record.objects[0].box})
+    assert (tmp_path / "attn.png").stat().st_size > 1000
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["image", *words]
