@@ -146,6 +146,8 @@ def make_dataset(
         The dataset; its element_spec is
         ((float32 (None, S, S, 3), int32 (None, max_length - 1)), int32 (None, max_length - 1)).
     """
+    if not records:
+        raise ValueError("make_dataset needs at least one record. Received: records=[]")
     if captions not in CAPTION_MODES:
         raise ValueError(
             f"captions must be one of {CAPTION_MODES}. Received: captions={captions!r}"

@@ -116,20 +116,26 @@ def _place_objects(rng, count, image_size):
         while len(kinds) < count:
             kinds.add((str(rng.choice(list(COLORS))), str(rng.choice(SHAPES))))
         sizes = [str(rng.choice(list(SIZES))) for _ in kinds]
-        for _ in range(100):
-            boxes = [_random_box(rng, size, image_size) for size in sizes]
-            if _well_separated(boxes, image_size):
-                objects = [
-                    ShapeObject(s, c, z, b) for (c, s), z, b in zip(sorted(kinds), sizes, boxes)
-                ]
-                return sorted(objects, key=lambda o: o.center[0])
+        boxes = _random_boxes(rng, sizes, image_size, tries=64)  # (tries, count, 4)
+        for candidate in boxes.tolist():
+            if _well_separated(candidate, image_size):
+                return sorted(
+                    (
+                        ShapeObject(s, c, z, tuple(b))
+                        for (c, s), z, b in zip(sorted(kinds), sizes, candidate)
+                    ),
+                    key=lambda o: o.center[0],
+                )
 
 
-def _random_box(rng, size, image_size):
-    low, high = SIZES[size]
-    side = int(round(rng.uniform(low, high) * image_size))
-    x0, y0 = rng.integers(_GAP, image_size - _GAP - side + 1, size=2)
-    return (int(x0), int(y0), int(x0) + side, int(y0) + side)
+def _random_boxes(rng, sizes, image_size, tries):
+    """`tries` candidate placements of squares of the given sizes, inside the image."""
+    low, high = np.array([SIZES[size] for size in sizes]).T  # (count,) each
+    sides = np.round(rng.uniform(low, high, size=(tries, len(sizes))) * image_size).astype(int)
+    room = image_size - 2 * _GAP - sides + 1  # positions that keep the border gap
+    x0 = _GAP + np.floor(rng.random(sides.shape) * room).astype(int)
+    y0 = _GAP + np.floor(rng.random(sides.shape) * room).astype(int)
+    return np.stack([x0, y0, x0 + sides, y0 + sides], axis=-1)
 
 
 def _well_separated(boxes, image_size):
