@@ -7,6 +7,8 @@
 - `pytest --stubs` proves the graded tests grade something: every test marked
   `@pytest.mark.step("<id>")` runs with that step's stub (every other step on
   its reference body) and must fail. Unmarked tests are not run.
+- `pytest --step-id lstm.cell` runs only the tests that grade that step (the
+  autograder and the mutation run use it; it combines with `--stubs`).
 """
 
 import os
@@ -27,6 +29,13 @@ def pytest_addoption(parser):
         action="store_true",
         help="run each graded test with its step's stub; every one must fail.",
     )
+    parser.addoption(
+        "--step-id",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="run only the tests that grade this step (repeatable), e.g. --step-id lstm.cell.",
+    )
 
 
 def pytest_collection_modifyitems(config, items):
@@ -37,6 +46,13 @@ def pytest_collection_modifyitems(config, items):
                 raise pytest.UsageError(
                     f"{item.nodeid}: @pytest.mark.step({marker.args[0]!r}) names no graded step."
                 )
+    wanted = set(config.getoption("--step-id"))
+    if wanted - known:
+        raise pytest.UsageError(f"--step-id: no graded step {sorted(wanted - known)}.")
+    if wanted:
+        chosen = [i for i in items if i.get_closest_marker("step") and i.get_closest_marker("step").args[0] in wanted]
+        config.hook.pytest_deselected(items=[i for i in items if i not in chosen])
+        items[:] = chosen
     if not config.getoption("--stubs"):
         return
     selected = [item for item in items if item.get_closest_marker("step")]
