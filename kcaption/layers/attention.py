@@ -46,9 +46,27 @@ def dot_product_attention(h_prev, A):
     )
 
 
+def attention_initial_state(features):
+    """The attention LSTM's first states [h0, c0, A]: h0 = c0 = mean of A over L (EECS 498).
+
+    Args:
+        features: A, (N, L, H) the projected spatial features.
+
+    Returns:
+        [h0 (N, H), c0 (N, H), A (N, L, H)].
+    """
+    h0 = ops.mean(features, axis=1)  # (N, H)
+    return [h0, h0, features]
+
+
 @keras.saving.register_keras_serializable(package="kcaption")
 class AttentionLSTMCell(keras.layers.Layer):
     """One step of an LSTM that attends over spatial features (i, f, g, o gates).
+
+    The features A travel as a third state that every step passes on unchanged:
+    Keras 3's `keras.layers.RNN` has no `constants=` argument (Keras 2 had), and
+    a state is the one input a cell sees at every step. Run the cell over a
+    sequence with `AttentionLSTM`, which can also return the attention weights.
 
     Args:
         units: H, the size of the hidden and cell state; the spatial features
@@ -57,25 +75,22 @@ class AttentionLSTMCell(keras.layers.Layer):
 
     Call arguments:
         inputs: (N, D) the word embedding x_t of this step.
-        states: a list [h_prev (N, H), c_prev (N, H)].
-        features: (N, L, H) the projected spatial features A.
+        states: a list [h_prev (N, H), c_prev (N, H), A (N, L, H)].
         training: unused (no dropout); kept for the Keras signature.
 
     Returns:
-        A tuple `(h, [h, c], weights)`: the new hidden state (N, H), the new
-        states, and this step's attention weights (N, L). The extra third item
-        is why this cell runs in `AttentionLSTM` rather than `keras.layers.RNN`
-        (Keras 3's RNN has no `constants=` argument for the features).
+        `(h, [h, c, A])`: the new hidden state (N, H) and the next states.
 
     Masking:
-        None: padded steps are computed like any other; the loss ignores them.
+        Handled by `AttentionLSTM`: at a masked step the states are carried over.
 
     Example:
         >>> cell = AttentionLSTMCell(8)
-        >>> h, (h, c), weights = cell(x, [h0, c0], A)   # x (N, D), A (N, L, 8)
+        >>> h, states = cell(x, attention_initial_state(A))   # x (N, D), A (N, L, 8)
 
     References:
-        Xu et al., "Show, Attend and Tell", ICML 2015; EECS 498-007 A4.
+        Xu et al., "Show, Attend and Tell", ICML 2015; EECS 498-007 A4
+        (`AttentionLSTM`); `keras.layers.LSTMCell` (gate order).
     """
 
     def __init__(self, units, **kwargs):
@@ -83,23 +98,21 @@ class AttentionLSTMCell(keras.layers.Layer):
         if not isinstance(units, int) or units <= 0:
             raise ValueError(f"`units` must be a positive int. Received: units={units!r}")
         self.units = units
-        self.state_size = [units, units]
-        self.output_size = units
 
     def build(self, input_shape):
-        input_dim, h = input_shape[-1], self.units
-        self.Wx = self.add_weight(name="Wx", shape=(input_dim, 4 * h), initializer="glorot_uniform")
-        self.Wh = self.add_weight(name="Wh", shape=(h, 4 * h), initializer="orthogonal")
-        self.Wattn = self.add_weight(name="Wattn", shape=(h, 4 * h), initializer="glorot_uniform")
+        input_dim, H = input_shape[-1], self.units
+        self.Wx = self.add_weight(name="Wx", shape=(input_dim, 4 * H), initializer="glorot_uniform")
+        self.Wh = self.add_weight(name="Wh", shape=(H, 4 * H), initializer="orthogonal")
+        self.Wattn = self.add_weight(name="Wattn", shape=(H, 4 * H), initializer="glorot_uniform")
         # Forget-gate bias 1, as LSTMCell and keras.layers.LSTM's unit_forget_bias.
         self.b = self.add_weight(
             name="b",
-            shape=(4 * h,),
-            initializer=keras.initializers.Constant([0.0] * h + [1.0] * h + [0.0] * (2 * h)),
+            shape=(4 * H,),
+            initializer=keras.initializers.Constant([0.0] * H + [1.0] * H + [0.0] * (2 * H)),
         )
 
     @graded("attention.lstm_cell", lesson="05_attention_lstm", points=4)
-    def call(self, inputs, states, features, training=None):
+    def call(self, inputs, states, training=None):
         """One attention LSTM step.
 
         Math (gate order i, f, g, o, as in keras.layers.LSTM):
@@ -110,18 +123,16 @@ class AttentionLSTMCell(keras.layers.Layer):
             c = f * c_prev + i * g
             h = o * tanh(c)
 
-        Args:
-            inputs: x, (N, D).
-            states: [h_prev (N, H), c_prev (N, H)].
-            features: A, (N, L, H).
-            training: unused.
+        Shapes: inputs x (N, D); states = [h_prev (N, H), c_prev (N, H), A (N, L, H)];
+        self.Wx (D, 4H), self.Wh (H, 4H), self.Wattn (H, 4H), self.b (4H,).
 
         Returns:
-            (h, [h, c], weights) with shapes (N, H), 2 x (N, H), (N, L).
+            `h, [h, c, A]`: A is passed on unchanged.
 
         Hints:
-            - Attend with the *previous* hidden state h_prev, before the gates.
-            - Use your `dot_product_attention` from this file.
+            - Unpack: `h_prev, c_prev, A = states`.
+            - Attend with the *previous* hidden state, before the gates, using
+              your `dot_product_attention` from this file.
             - `ops.split(z, 4, axis=-1)`, `ops.sigmoid`, `ops.tanh`.
         """
         raise NotImplementedError(
@@ -135,12 +146,10 @@ class AttentionLSTMCell(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="kcaption")
 class AttentionLSTM(keras.layers.Layer):
-    """Runs an `AttentionLSTMCell` over a whole sequence, attending at every step.
+    """Runs an `AttentionLSTMCell` over a sequence, optionally returning its attention.
 
-    The loop is `keras.ops.scan` over time (it works for any sequence length,
-    also one unknown until the batch arrives). The spatial features stay fixed
-    over the sequence: they are what `keras.layers.RNN(cell)(x, constants=A)`
-    passed to every step in Keras 2.
+    The loop is `keras.ops.scan` over time, so it works for any sequence
+    length (also one unknown until the batch arrives).
 
     Args:
         units: H, the hidden size (the features must have H channels).
@@ -148,22 +157,21 @@ class AttentionLSTM(keras.layers.Layer):
 
     Call arguments:
         inputs: (N, T, D) the embedded input words.
-        features: (N, L, H) the projected spatial features A.
-        initial_state: optional [h0, c0], each (N, H). Default: h0 = c0 = the
-            mean of A over its L positions (EECS 498's choice).
-        return_attention: also return the weights of every step.
+        initial_state: [h0 (N, H), c0 (N, H), A (N, L, H)], e.g. from
+            `attention_initial_state(A)`.
+        mask: optional boolean (N, T); at a False step the states (and the
+            output) are carried over from the step before, as in `keras.layers.RNN`.
+        return_attention: also return the attention weights of every step.
         training: unused.
 
     Returns:
         h: (N, T, H) the hidden state of every step; with `return_attention`,
-        the pair `(h, weights)` where weights is (N, T, L).
-
-    Masking:
-        None; the temporal softmax loss ignores padded positions.
+        the pair `(h, weights)` where weights (N, T, L) are the attention each
+        step used (computed from the state the step started with).
 
     Example:
         >>> lstm = AttentionLSTM(8)
-        >>> h, weights = lstm(x, A, return_attention=True)   # (N, T, 8), (N, T, L)
+        >>> h, weights = lstm(x, attention_initial_state(A), return_attention=True)
 
     References:
         Xu et al., "Show, Attend and Tell", ICML 2015.
@@ -174,25 +182,31 @@ class AttentionLSTM(keras.layers.Layer):
         if not isinstance(units, int) or units <= 0:
             raise ValueError(f"`units` must be a positive int. Received: units={units!r}")
         self.units = units
+        self.supports_masking = True
         self.cell = AttentionLSTMCell(units, name="cell")
 
     def build(self, input_shape):
         self.cell.build((input_shape[0], input_shape[-1]))
 
-    def call(self, inputs, features, initial_state=None, return_attention=False, training=None):
-        if initial_state is None:
-            h0 = ops.mean(features, axis=1)  # (N, H)
-            initial_state = [h0, h0]
+    def call(self, inputs, initial_state, mask=None, return_attention=False, training=None):
+        h0, c0, A = initial_state
+        if mask is None:
+            mask = ops.ones(ops.shape(inputs)[:2], dtype="bool")
 
         # The TensorFlow backend's scan wants its per-step outputs shaped like
         # its carry, so the carry holds the last weights too: (h, c, weights).
-        def step(carry, x_t):
-            h, (h, c), weights = self.cell(x_t, [carry[0], carry[1]], features)
+        def step(carry, inputs_t):
+            h_prev, c_prev, weights = carry
+            x_t, keep = inputs_t[0], inputs_t[1][:, None]  # (N, D), (N, 1)
+            if return_attention:  # what the cell attends to, recomputed for the caller
+                _, weights = dot_product_attention(h_prev, A)  # (N, L)
+            h, (_, c, _) = self.cell(x_t, [h_prev, c_prev, A])
+            h, c = ops.where(keep, h, h_prev), ops.where(keep, c, c_prev)
             return (h, c, weights), (h, c, weights)
 
-        x = ops.transpose(inputs, (1, 0, 2))  # (T, N, D), time first for the scan
-        no_weights = ops.zeros_like(features[:, :, 0])  # (N, L)
-        _, (h, _, weights) = ops.scan(step, (*initial_state, no_weights), x)
+        time_first = (ops.transpose(inputs, (1, 0, 2)), ops.transpose(ops.cast(mask, "bool")))
+        no_weights = ops.zeros_like(A[:, :, 0])  # (N, L)
+        _, (h, _, weights) = ops.scan(step, (h0, c0, no_weights), time_first)
         h = ops.transpose(h, (1, 0, 2))  # (N, T, H)
         if return_attention:
             return h, ops.transpose(weights, (1, 0, 2))  # (N, T, L)

@@ -14,9 +14,9 @@ def dot_product_attention(h_prev, A):
 
 
 class AttentionLSTMCell:
-    def call(self, inputs, states, features, training=None):
-        h_prev, c_prev = states
-        context, weights = _attend(h_prev, features)  # (N, H), (N, L)
+    def call(self, inputs, states, training=None):
+        h_prev, c_prev, A = states
+        context, _ = _attend(h_prev, A)  # (N, H)
         z = (
             ops.matmul(inputs, self.Wx)
             + ops.matmul(h_prev, self.Wh)
@@ -27,4 +27,4 @@ class AttentionLSTMCell:
         i, f, g, o = ops.sigmoid(z_i), ops.sigmoid(z_f), ops.tanh(z_g), ops.sigmoid(z_o)
         c = f * c_prev + i * g
         h = o * ops.tanh(c)
-        return h, [h, c], weights
+        return h, [h, c, A]
