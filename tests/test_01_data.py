@@ -10,7 +10,6 @@ import logging
 import subprocess
 import sys
 import urllib.error
-import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -210,6 +209,10 @@ def test_shapes_records_are_well_formed(shapes):
                 assert not (overlap_x and overlap_y), f"{record.image_id}: boxes overlap"
         for caption in record.captions:
             assert len(tokenize(caption)) <= 15
+            words = caption.split()
+            for article, word in zip(words, words[1:]):
+                if article in ("a", "an"):
+                    assert article == ("an" if word[0] in "aeiou" else "a"), f"{caption!r}: a/an"
 
 
 def test_shapes_pixels_show_the_objects(shapes):

@@ -22,7 +22,8 @@ How captions are made, for objects A, B, C ordered left to right:
 - 3 objects: "a {A} a {B} and a {C}", "three shapes a {A} a {B} and a {C}",
   "a {A} {rel} a {B} and a {C}", "there is a {A} a {B} and a {C}" (these three
   without sizes), "a {A} and two other shapes".
-Every caption has at most 14 words and the vocabulary has 29 words.
+("a" becomes "an" before "orange".) Every caption has at most 14 words and
+the vocabulary has 30 words.
 """
 
 import numpy as np
@@ -189,27 +190,33 @@ def _relation(a, b):
 
 def _captions(objects):
     """The five paraphrases for objects ordered left to right."""
-    full = [o.phrase for o in objects]  # "small red circle"
-    short = [f"{o.color} {o.shape}" for o in objects]  # "red circle"
+    full = [_article(o.phrase) for o in objects]  # "a small red circle"
+    short = [_article(f"{o.color} {o.shape}") for o in objects]  # "an orange circle"
     if len(objects) == 1:
         (a,), (qa,) = full, short
-        return [f"a {a}", f"there is a {a}", f"one {a}", f"a picture of a {a}", f"a {qa}"]
+        return [a, f"there is {a}", f"one {objects[0].phrase}", f"a picture of {a}", qa]
     if len(objects) == 2:
         (a, b), (qa, qb) = full, short
         rel, inverse = _relation(*objects), _relation(*objects[::-1])
+        the_a, the_b = (f"the {o.color} {o.shape}" for o in objects)
         return [
-            f"a {a} {rel} a {b}",
-            f"a {b} {inverse} a {a}",
-            f"there is a {a} {rel} a {b}",
-            f"the {qa} is {rel} the {qb}",
-            f"a {a} and a {b}",
+            f"{a} {rel} {b}",
+            f"{b} {inverse} {a}",
+            f"there is {a} {rel} {b}",
+            f"{the_a} is {rel} {the_b}",
+            f"{a} and {b}",
         ]
     (a, b, c), (qa, qb, qc) = full, short
     rel = _relation(objects[0], objects[1])
     return [
-        f"a {a} a {b} and a {c}",
-        f"three shapes a {qa} a {qb} and a {qc}",
-        f"a {qa} {rel} a {qb} and a {qc}",
-        f"there is a {qa} a {qb} and a {qc}",
-        f"a {a} and two other shapes",
+        f"{a} {b} and {c}",
+        f"three shapes {qa} {qb} and {qc}",
+        f"{qa} {rel} {qb} and {qc}",
+        f"there is {qa} {qb} and {qc}",
+        f"{a} and two other shapes",
     ]
+
+
+def _article(phrase):
+    """ "a small red circle", "an orange square"."""
+    return ("an " if phrase[0] in "aeiou" else "a ") + phrase
