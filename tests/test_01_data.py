@@ -623,7 +623,8 @@ def test_pipeline_first_and_random_captions(shapes, shapes_vocab):
     )
 
 
-def test_pipeline_shuffle_keeps_the_examples(shapes, shapes_vocab):
+@pytest.mark.parametrize("cache", [None, "memory"])
+def test_pipeline_shuffle_keeps_the_examples(shapes, shapes_vocab, cache):
     def examples(ds):
         return sorted(
             (int(np.round(img.numpy().sum() * 255)), tuple(c.numpy()))
@@ -632,7 +633,7 @@ def test_pipeline_shuffle_keeps_the_examples(shapes, shapes_vocab):
         )
 
     plain = make_dataset(shapes, shapes_vocab, batch_size=16)
-    shuffled = make_dataset(shapes, shapes_vocab, batch_size=16, shuffle=True, seed=3)
+    shuffled = make_dataset(shapes, shapes_vocab, batch_size=16, shuffle=True, seed=3, cache=cache)
     first = next(iter(shuffled))[0][1].numpy()
     assert not np.array_equal(first, next(iter(plain))[0][1].numpy())
     assert examples(shuffled) == examples(plain), "shuffling must keep every (image, caption) pair"

@@ -2,15 +2,21 @@
 
     make_dataset(records, vocab) yields ((images, captions_in), captions_out):
         images        float32 (N, S, S, 3) in [0, 1]
-        captions_in   int32   (N, max_length - 1)   <START> w1 ... wT <END>? minus the last id
-        captions_out  int32   (N, max_length - 1)   the same ids shifted left by one
-    so the model reads captions_in[:, t] and must predict captions_out[:, t].
+        captions_in   int32   (N, L - 1)   ids y[0 : L-1]  (<START> w1 ... wT <END> <NULL>..., minus the last)
+        captions_out  int32   (N, L - 1)   ids y[1 : L]    (the same ids shifted left by one)
+    so the model reads captions_in[:, t] and must predict captions_out[:, t]
+    (L = max_length, 17 by default).
 
-Stages, in order: read and resize each image (JPEG/PNG files are decoded,
-in-memory arrays go straight in), cache, shuffle, pair the image with its
-caption(s), split input/target, normalise, batch, prefetch. Images stay uint8
-until the last map, so a cache and a shuffle buffer hold 4x less memory.
-Any backbone-specific preprocessing belongs to the image encoder.
+Stages, in order: (shuffle the records), read and resize each image (JPEG/PNG
+files are decoded, in-memory arrays go straight in), cache, (shuffle the
+cached images), pair each image with its caption(s), (shuffle the pairs),
+normalise and split input/target, batch, prefetch. Images stay uint8 until the
+normalise stage, so a cache and a shuffle buffer hold 4x less memory. Any
+backbone-specific preprocessing is the image encoder's job.
+
+A file cache may make TensorFlow log "The calling iterator did not fully read
+the dataset being cached" after a complete first epoch: a known false alarm
+(tensorflow/tensorflow#60174); the cache is complete.
 """
 
 import dataclasses
@@ -24,7 +30,7 @@ import tensorflow as tf
 from kcaption.data.vocab import NULL
 
 AUTOTUNE = tf.data.AUTOTUNE
-SHUFFLE_IMAGES = 4096  # shuffle buffer, in images (the whole set when smaller)
+SHUFFLE_IMAGES = 4096  # shuffle buffer after a cache, in decoded images
 CAPTION_MODES = ("all", "first", "random")
 _log = logging.getLogger("kcaption.data")
 
@@ -130,8 +136,9 @@ def make_dataset(
         captions: "all" (each (image, caption) pair is one example, ~5 per
             image), "first" (one example per image, its first caption) or
             "random" (one per image, a caption drawn anew each epoch).
-        shuffle: shuffle images (buffer: all of them, at most
-            SHUFFLE_IMAGES) and, with "all", the pairs of nearby images.
+        shuffle: reshuffle every epoch: without a cache, the records (all of
+            them, before decoding); with a cache, the decoded images (buffer:
+            at most SHUFFLE_IMAGES); with "all", also the pairs of nearby images.
         seed: the shuffle / "random" seed (None: different every run).
         cache: None, "memory", or a file prefix: decoded, resized images are
             kept after the first epoch. A file cache's name gets a fingerprint
@@ -152,26 +159,21 @@ def make_dataset(
         raise ValueError(
             f"captions must be one of {CAPTION_MODES}. Received: captions={captions!r}"
         )
-    for name, value in [
-        ("batch_size", batch_size),
-        ("image_size", image_size),
-        ("max_length", max_length),
+    for name, value, low in [
+        ("batch_size", batch_size, 1),
+        ("image_size", image_size, 1),
+        ("max_length", max_length, 3),
     ]:
-        if not isinstance(value, int) or value < (3 if name == "max_length" else 1):
-            raise ValueError(
-                f"{name} must be a positive int (max_length >= 3). Received: {name}={value!r}"
-            )
+        if not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}. Received: {name}={value!r}")
     kept, tokens, counts, report = encode_captions(
         records, vocab, max_length=max_length, too_long=too_long
     )
-    (_log.warning if report.too_long or report.unknown_words else _log.info)(
-        "make_dataset: %s", report
-    )
+    log = _log.warning if report.too_long or report.unknown_words else _log.info
+    log("make_dataset: %s", report)
     records = [records[i] for i in kept]
     load_image = _image_loader(records, image_size)
-    pair = {"all": _all_captions, "first": _first_caption, "random": _random_caption(seed)}[
-        captions
-    ]
+    pair = {"all": _all_captions, "first": _first_caption, "random": _random_caption(seed)}
 
     def normalise(image, tokens):
         """uint8 image -> float32 [0, 1]; tokens -> (captions_in, captions_out)."""
@@ -180,10 +182,11 @@ def make_dataset(
 
     return (
         tf.data.Dataset.from_tensor_slices((tf.range(len(records)), tokens, counts))
+        .apply(_shuffle(shuffle and cache is None, len(records), seed))
         .map(lambda i, t, n: (load_image(i), t, n), num_parallel_calls=AUTOTUNE)
         .apply(_cache(cache, records, tokens, image_size))
-        .apply(_shuffle(shuffle, min(len(records), SHUFFLE_IMAGES), seed))
-        .apply(pair)
+        .apply(_shuffle(shuffle and cache is not None, min(len(records), SHUFFLE_IMAGES), seed))
+        .apply(pair[captions])
         .apply(_shuffle(shuffle and captions == "all", 8 * batch_size, seed))
         .map(normalise, num_parallel_calls=AUTOTUNE)
         .batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
