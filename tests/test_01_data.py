@@ -120,6 +120,8 @@ def test_vocabulary_encode_rejects_a_too_long_caption_naming_it(vocab):
 
 def test_vocabulary_decode_round_trips_encode(vocab):
     assert vocab.decode(vocab.encode("the blue square", max_length=8)) == "the blue square"
+    with pytest.raises(ValueError, match="decode_captions"):
+        vocab.decode([[1, 4, 2]])
 
 
 def test_vocabulary_save_load_round_trip(vocab, tmp_path):

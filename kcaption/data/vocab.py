@@ -110,8 +110,14 @@ class Vocabulary:
         return [word for word in tokenize(caption) if word not in self.word_to_id]
 
     def decode(self, ids):
-        """Decode one sequence of ids into a caption (see `decode_captions`)."""
-        return decode_captions(np.asarray(ids).reshape(-1), self)
+        """Decode one sequence of ids (T,) into a caption (see `decode_captions`)."""
+        ids = np.asarray(ids)
+        if ids.ndim != 1:
+            raise ValueError(
+                "Vocabulary.decode takes one sequence of ids (T,); use decode_captions(ids, vocab) "
+                f"for a batch. Received: ids of shape {ids.shape}"
+            )
+        return decode_captions(ids, self)
 
     def save(self, path):
         """Write the word list as JSON to `path`."""
