@@ -231,3 +231,28 @@ def test_attention_overlay_writes_a_png(tmp_path):
     assert (tmp_path / "attn.png").stat().st_size > 1000
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titles == ["image", *words]
+
+
+# The attention LSTM captioner ---------------------------------------------------
+
+
+@pytest.mark.step("attention.lstm_cell")
+def test_attention_captioner_fits_samples_and_saves(tmp_path):
+    from kcaption.models import build_captioner
+    from kcaption.viz.attention import sample_with_attention
+
+    model = build_captioner("attn", 12, embed_dim=8, hidden_dim=16)
+    images = _values((2, 64, 64, 3), 0.0, 1.0)
+    captions = np.array([[1, 4, 5, 6, 2, 0], [1, 7, 8, 2, 0, 0]], "int32")
+    assert tuple(model((images, captions)).shape) == (2, 6, 12)
+    ids, attention = sample_with_attention(model, images, max_length=5)
+    assert ids.shape == (2, 5) and attention.shape == (2, 5, 16)
+    assert_close(attention.sum(-1), np.ones((2, 5)), atol=1e-5, what="attention weights summed over the grid")
+    # The weights recorded while sampling are those of a teacher-forced pass over the sampled words.
+    captions_in = np.concatenate([np.ones((2, 1), "int32"), ids[:, :-1]], axis=1)
+    A = model.feature_projection(model.encode(images))
+    _, teacher_forced = model.rnn(model.embedding(captions_in), initial_state=model.initial_state(A), return_attention=True)
+    assert_close(attention, teacher_forced, atol=1e-5, what="attention while sampling vs teacher forcing")
+    model.save(tmp_path / "attn.keras")
+    loaded = keras.models.load_model(tmp_path / "attn.keras")
+    assert_close(loaded((images, captions)), model((images, captions)), atol=1e-5, what="logits after save/load")

@@ -212,3 +212,96 @@ def test_fully_padded_rows_give_no_nan():
     ours, _, memory = _decoder_pair()
     out = ours(_wavy((N, T, E)), memory, padding_mask=np.zeros((N, T), bool))
     assert np.all(np.isfinite(np.asarray(out))), "A caption that is all padding gave NaN."
+
+
+# The captioning transformer ---------------------------------------------------
+
+V, L, C, MAXLEN = 11, 6, 5, 9
+
+
+def _captioner():
+    """A small captioner on features (N, L, C), every weight set explicitly."""
+    from kcaption.models import CaptioningTransformer
+
+    model = CaptioningTransformer(V, embed_dim=E, num_heads=HEADS, num_layers=2, feedforward_dim=16, max_length=MAXLEN)
+    model((_wavy((N, L, C)), np.ones((N, 3), "int32")))
+    model.set_weights([_wavy(w.shape, 0.5) + 0.01 * i for i, w in enumerate(model.get_weights())])
+    return model
+
+
+def _captions():
+    return np.array([[1, 4, 7, 5, 2, 0, 0, 0], [1, 9, 3, 6, 8, 10, 4, 2]], "int32")
+
+
+@pytest.mark.step("transformer.captioner")
+def test_captioner_matches_keras_hub_decoder_stack():
+    model = _captioner()
+    features, captions = _wavy((N, L, C), 2.0), _captions()
+    logits, attention = model((features, captions), return_attention=True)
+    # The reference: the same weights in keras / keras_hub layers.
+    proj_kernel, proj_bias, embed = (np.asarray(w) for w in model.get_weights()[:3])
+    memory = features @ proj_kernel + proj_bias
+    x = embed[captions]
+    x = x + np.asarray(keras_hub.layers.SinePositionEncoding()(x))
+    weights = model.get_weights()[3:-2]
+    per_layer = len(weights) // 2
+    for i in range(2):
+        layer = keras_hub.layers.TransformerDecoder(intermediate_dim=16, num_heads=HEADS)
+        layer(x, memory)
+        layer.set_weights([w.reshape(t.shape) for w, t in zip(weights[i * per_layer:(i + 1) * per_layer], layer.get_weights())])
+        x = layer(x, memory, decoder_padding_mask=captions != 0)
+    expected = np.asarray(x) @ model.get_weights()[-2] + model.get_weights()[-1]
+    hint = "memory = feature_projection(features); x = positional_encoding(embedding(captions)); the layers; output_projection."
+    assert_close(logits, expected, atol=1e-4, what="logits", hint=hint)
+    assert tuple(attention.shape) == (N, captions.shape[1], L)
+    assert_close(np.asarray(attention).sum(-1), np.ones((N, captions.shape[1])), atol=1e-5,
+                 what="attention summed over the memory", hint="Average the last layer's weights over the heads (axis 1).")
+
+
+@pytest.mark.step("transformer.captioner")
+def test_captioner_future_tokens_do_not_change_past_logits():
+    model = _captioner()
+    features, captions = _wavy((N, L, C)), _captions()
+    changed = captions.copy()
+    changed[:, 4:] = 3
+    assert_close(model((features, changed))[:, :4], model((features, captions))[:, :4], atol=1e-5,
+                 what="logits at positions 0..3 after changing tokens 4..", hint="Pass the padding mask; the layers apply the causal mask.")
+
+
+@pytest.mark.step("transformer.captioner")
+def test_captioner_fully_padded_rows_give_no_nan():
+    model = _captioner()
+    logits = model((_wavy((N, L, C)), np.zeros((N, 5), "int32")))
+    assert np.all(np.isfinite(np.asarray(logits))), "An all-<NULL> caption gave NaN logits."
+
+
+@pytest.mark.step("transformer.captioner")
+def test_step_by_step_decode_equals_teacher_forced_pass():
+    model = _captioner()
+    features = _wavy((N, L, C), 3.0)
+    ids = np.asarray(model.sample(features, max_length=6, compiled=False))
+    captions_in = np.concatenate([np.ones((N, 1), "int32"), ids[:, :-1]], axis=1)  # what each step was fed
+    teacher_forced = np.asarray(model((features, captions_in)))
+    for t in range(6):
+        step = np.asarray(model((features, captions_in[:, : t + 1])))[:, -1]
+        assert_close(step, teacher_forced[:, t], atol=1e-5, what=f"logits of decoding step {t}")
+    ended = np.cumsum(ids == 2, axis=1) - (ids == 2) > 0  # after <END>: padding
+    assert np.array_equal(np.where(ended, 0, teacher_forced.argmax(-1)), ids), "greedy ids differ from the argmax"
+
+
+@pytest.mark.step("transformer.captioner")
+def test_captioner_saves_and_loads(tmp_path):
+    import keras
+
+    model = _captioner()
+    inputs = (_wavy((N, L, C)), _captions())
+    model.save(tmp_path / "transformer.keras")
+    loaded = keras.models.load_model(tmp_path / "transformer.keras")
+    assert_close(loaded(inputs), model(inputs), atol=1e-6, what="logits after .keras save/load")
+
+
+def test_sample_rejects_lengths_beyond_the_positional_encoding():
+    from kcaption.models import CaptioningTransformer
+
+    with pytest.raises(ValueError, match="max_length=9"):
+        CaptioningTransformer(V, max_length=MAXLEN).sample(_wavy((N, L, C)), max_length=9)

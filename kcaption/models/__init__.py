@@ -1,12 +1,18 @@
 """Captioners and the image encoder, built by name with `build_captioner`."""
 
 from kcaption.models.captioning_rnn import CaptioningRNN
+from kcaption.models.captioning_transformer import CaptioningTransformer
 from kcaption.models.encoder import ImageEncoder
 
 # name -> function(vocab_size, **kwargs) returning an (unbuilt) captioner.
 CAPTIONERS = {
     "rnn": lambda vocab_size, **kw: CaptioningRNN(vocab_size, cell_type="rnn", **kw),
     "lstm": lambda vocab_size, **kw: CaptioningRNN(vocab_size, cell_type="lstm", **kw),
+    "attn": lambda vocab_size, **kw: CaptioningRNN(vocab_size, cell_type="attn", **kw),
+    # hidden_dim (the recurrent models' state size) sizes the transformer's feed-forward blocks.
+    "transformer": lambda vocab_size, hidden_dim=256, **kw: CaptioningTransformer(
+        vocab_size, feedforward_dim=hidden_dim, **kw
+    ),
 }
 
 
@@ -27,4 +33,4 @@ def build_captioner(name, vocab_size, *, backbone="small_cnn", image_size=64, **
     return CAPTIONERS[name](vocab_size, encoder=encoder, **kwargs)
 
 
-__all__ = ["CAPTIONERS", "CaptioningRNN", "ImageEncoder", "build_captioner"]
+__all__ = ["CAPTIONERS", "CaptioningRNN", "CaptioningTransformer", "ImageEncoder", "build_captioner"]

@@ -5,14 +5,20 @@ from keras import ops
 
 from kcaption.decoding import START, greedy_search
 from kcaption.layers import LSTMCell, RNNCell, WordEmbedding
+from kcaption.layers.attention import AttentionLSTM, AttentionLSTMCell, attention_initial_state
 from kcaption.steps import graded
 
-CELLS = {"rnn": RNNCell, "lstm": LSTMCell}
+CELLS = {"rnn": RNNCell, "lstm": LSTMCell, "attn": AttentionLSTMCell}
 
 
 @keras.saving.register_keras_serializable(package="kcaption")
 class CaptioningRNN(keras.Model):
     """Show-and-Tell style captioner with a vanilla RNN or an LSTM decoder.
+
+    With `cell_type="attn"` (lesson 05) it is a Show-Attend-and-Tell captioner:
+    the encoder's spatial features are projected to A (N, L, H), the states
+    start as h0 = c0 = mean of A over L, and an `AttentionLSTM` attends over A
+    at every step (A rides along as a third state).
 
     The image's pooled features are projected to the first hidden state h0
     (the LSTM's first cell state c0 is zero); the caption's words are embedded
@@ -21,7 +27,7 @@ class CaptioningRNN(keras.Model):
 
     Args:
         vocab_size: number of tokens V.
-        cell_type: "rnn" or "lstm".
+        cell_type: "rnn", "lstm" or "attn".
         embed_dim: word vector size D.
         hidden_dim: hidden state size H.
         encoder: an `ImageEncoder`, or None when the model is fed features (N, C).
@@ -64,20 +70,29 @@ class CaptioningRNN(keras.Model):
         self.encoder = encoder
         self.feature_projection = keras.layers.Dense(hidden_dim, name="feature_projection")
         self.embedding = WordEmbedding(vocab_size, embed_dim, name="embedding")
-        self.rnn = keras.layers.RNN(CELLS[cell_type](hidden_dim, name="cell"), return_sequences=True, name="rnn")
+        if cell_type == "attn":
+            self.rnn = AttentionLSTM(hidden_dim, name="rnn")
+        else:
+            self.rnn = keras.layers.RNN(CELLS[cell_type](hidden_dim, name="cell"), return_sequences=True, name="rnn")
         # Logits in float32 under mixed precision, for a stable softmax.
         self.output_projection = keras.layers.Dense(vocab_size, dtype="float32", name="output_projection")
         self._compiled_sample = None
 
     def encode(self, images_or_features, training=None):
-        """Pooled image features (N, C): from the encoder, or the input itself."""
+        """Pooled image features (N, C), spatial (N, L, C) for "attn": from the encoder, or the input itself."""
         if self.encoder is None:
             return images_or_features
-        pooled, _ = self.encoder(images_or_features, training=training)
-        return pooled
+        pooled, spatial = self.encoder(images_or_features, training=training)
+        return spatial if self.cell_type == "attn" else pooled
 
     def initial_state(self, h0):
-        """The recurrent layer's first state: [h0] for the RNN, [h0, c0 = 0] for the LSTM."""
+        """The recurrent layer's first state: [h0] for the RNN, [h0, c0 = 0] for the LSTM.
+
+        For "attn" the projection is of the spatial features, A (N, L, H), and
+        the state is [mean of A, mean of A, A].
+        """
+        if self.cell_type == "attn":
+            return attention_initial_state(h0)
         if self.cell_type == "lstm":
             return [h0, ops.zeros_like(h0)]
         return [h0]

@@ -3,6 +3,52 @@
 import numpy as np
 
 
+def sample_with_attention(model, images_or_features, max_length=16):
+    """Greedy captions and the attention weights each word was written with.
+
+    For an attention LSTM (`CaptioningRNN(cell_type="attn")`): the weights of
+    its `dot_product_attention` at every step. For a `CaptioningTransformer`:
+    its last layer's cross-attention averaged over the heads, from one
+    teacher-forced pass over the sampled words (the same numbers as step by
+    step, since the decoder is causal).
+
+    Args:
+        model: a trained attention captioner.
+        images_or_features: what the model's `call` takes first.
+        max_length: number of words generated.
+
+    Returns:
+        `(ids, attention)`: int (N, max_length) and float (N, max_length, L).
+    """
+    from keras import ops
+
+    from kcaption.decoding import START, greedy_search
+    from kcaption.layers.attention import dot_product_attention
+    from kcaption.models import CaptioningTransformer
+
+    if isinstance(model, CaptioningTransformer):
+        ids = model.sample(images_or_features, max_length)
+        start = ops.full((ops.shape(ids)[0], 1), START, dtype="int32")
+        captions_in = ops.concatenate([start, ops.cast(ids[:, :-1], "int32")], axis=1)  # what each step was fed
+        _, attention = model((images_or_features, captions_in), training=False, return_attention=True)
+        return ops.convert_to_numpy(ids), ops.convert_to_numpy(attention)
+    if getattr(model, "cell_type", None) != "attn":
+        raise ValueError(
+            "sample_with_attention needs an attention captioner (attn or transformer). "
+            f"Received: model={type(model).__name__}(cell_type={getattr(model, 'cell_type', None)!r})"
+        )
+    A = model.feature_projection(model.encode(images_or_features, training=False))  # (N, L, H)
+    recorded = []
+
+    def next_logits(tokens, state):
+        recorded.append(dot_product_attention(state[0], state[2])[1])  # what this step attends to
+        return model.next_logits(tokens, state)
+
+    start = ops.full((ops.shape(A)[0],), START, dtype="int32")
+    ids = greedy_search(next_logits, model.initial_state(A), start, max_length)
+    return ops.convert_to_numpy(ids), ops.convert_to_numpy(ops.stack(recorded, axis=1))
+
+
 def attention_grid(weights):
     """Reshape (L,) attention weights over a square grid into (g, g), row-major."""
     weights = np.asarray(weights, dtype="float32")

@@ -1,0 +1,197 @@
+"""The transformer captioner: image features as a memory, a causal decoder over the words."""
+
+import keras
+from keras import ops  # noqa: F401 (for your code in call)
+
+from kcaption.decoding import START, greedy_search
+from kcaption.layers import WordEmbedding
+from kcaption.layers.positional import PositionalEncoding
+from kcaption.layers.transformer import TransformerDecoderLayer
+from kcaption.steps import graded
+
+
+@keras.saving.register_keras_serializable(package="kcaption")
+class CaptioningTransformer(keras.Model):
+    """A transformer decoder that writes a caption while attending to the image.
+
+    The encoder's spatial features (N, L, C) are projected to a memory of L
+    vectors of size E; the caption's tokens are embedded, given their
+    positions, and run through a stack of decoder layers (causal
+    self-attention, cross-attention to the memory, feed-forward); a dense
+    layer scores the next word at every position.
+
+    Args:
+        vocab_size: number of tokens V.
+        embed_dim: E, the model width.
+        num_heads: attention heads per layer.
+        num_layers: decoder layers.
+        feedforward_dim: hidden width of each feed-forward block.
+        dropout: dropout rate (positional encoding, attention, residual blocks).
+        max_length: the longest token sequence fed in (`<START>` included).
+        encoder: an `ImageEncoder`, or None when the model is fed features.
+        **kwargs: base `keras.Model` arguments.
+
+    Call arguments:
+        inputs: `(images_or_features, captions_in)`: images (N, S, S, 3) in
+            [0, 1] (through the encoder), or features (N, L, C) or (N, C)
+            (used as they are); and the tokens fed in, int (N, T), starting
+            with `<START>`.
+        training: dropout is active only when True.
+        return_attention: also return the last layer's cross-attention,
+            averaged over its heads, (N, T, L): where each position looked.
+
+    Returns:
+        Logits (N, T, V) (teacher forcing); with `return_attention`, the pair
+        (logits, attention).
+
+    Masking:
+        A causal mask (position t sees tokens <= t) and a padding mask
+        (`<NULL>` tokens are never attended to).
+
+    Example:
+        >>> model = CaptioningTransformer(vocab_size=30, encoder=ImageEncoder())
+        >>> model((images, captions_in)).shape     # (N, T, 30)
+        >>> model.sample(images, max_length=16)    # (N, 16) token ids
+
+    References:
+        Vaswani et al., "Attention Is All You Need" (2017); CS231n assignment 3,
+        `CaptioningTransformer`; keras_hub.layers.TransformerDecoder.
+    """
+
+    def __init__(
+        self,
+        vocab_size,
+        embed_dim=128,
+        num_heads=4,
+        num_layers=2,
+        feedforward_dim=256,
+        dropout=0.1,
+        max_length=17,
+        encoder=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        for name, value in [("vocab_size", vocab_size), ("num_layers", num_layers), ("max_length", max_length)]:
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
+        self.vocab_size = vocab_size
+        self.embed_dim = embed_dim
+        self.num_heads = num_heads
+        self.num_layers = num_layers
+        self.feedforward_dim = feedforward_dim
+        self.dropout = dropout
+        self.max_length = max_length
+        self.encoder = encoder
+        self.feature_projection = keras.layers.Dense(embed_dim, name="feature_projection")
+        self.embedding = WordEmbedding(vocab_size, embed_dim, name="embedding")
+        self.positional_encoding = PositionalEncoding(max_length, embed_dim, dropout, name="positional_encoding")
+        self.decoder_layers = [
+            TransformerDecoderLayer(embed_dim, num_heads, feedforward_dim, dropout, name=f"decoder_{i}")
+            for i in range(num_layers)
+        ]
+        # Logits in float32 under mixed precision, for a stable softmax.
+        self.output_projection = keras.layers.Dense(vocab_size, dtype="float32", name="output_projection")
+        self._compiled_sample = None
+
+    def encode(self, images_or_features, training=None):
+        """Spatial features (N, L, C): images go through the encoder, features are used as given."""
+        x = images_or_features
+        if len(x.shape) == 4:
+            if self.encoder is None:
+                raise ValueError(
+                    "CaptioningTransformer got images but has no encoder: pass `encoder=ImageEncoder()` "
+                    f"or feed features (N, L, C). Received: input shape={tuple(x.shape)}"
+                )
+            _, spatial = self.encoder(x, training=training)
+            return spatial
+        if len(x.shape) == 2:
+            return x[:, None, :]  # one pooled vector: a memory of length 1
+        return x
+
+    @graded("transformer.captioner", lesson="06_transformer", points=3)
+    def call(self, inputs, training=None, return_attention=False):
+        """Teacher-forced forward pass: logits of the next word at every position.
+
+        Steps:
+            features = self.encode(images_or_features, training)       (N, L, C)
+            memory = self.feature_projection(features)                 (N, L, E)
+            x = self.embedding(captions_in)                            (N, T, E)
+            x = self.positional_encoding(x, training=training)         (N, T, E)
+            padding_mask = captions_in != <NULL> (id 0)                (N, T) bool
+            for layer in self.decoder_layers:
+                x, weights = layer(x, memory, padding_mask=padding_mask,
+                                   return_attention_scores=True, training=training)
+                                                    x (N, T, E), weights (N, heads, T, L)
+            logits = self.output_projection(x)                         (N, T, V)
+            attention = mean of the last layer's weights over the heads (N, T, L)
+
+        Shapes: inputs = (images (N, S, S, 3) or features, captions_in (N, T) int)
+        -> logits (N, T, V), or (logits, attention) when `return_attention`.
+
+        Hints:
+        - Unpack: `images_or_features, captions_in = inputs`.
+        - Every sub-layer is built in `__init__`: only call them, in order.
+        - `ops.not_equal(captions_in, 0)`; `ops.mean(weights, axis=1)`.
+        """
+        raise NotImplementedError(
+            "TODO transformer.captioner: implement CaptioningTransformer.call in "
+            "kcaption/models/captioning_transformer.py (lesson 06_transformer)"
+        )
+
+    def _sample(self, images_or_features, max_length):
+        features = self.encode(images_or_features, training=False)  # (N, L, C), computed once
+        batch = ops.shape(features)[0]
+
+        # The state is the prefix of tokens fed so far. Each step re-runs the
+        # whole decoder on it and keeps the last position's logits: O(T^2)
+        # work in all. A KV cache would keep every layer's keys and values of
+        # the earlier positions and feed in only the new token (O(T)).
+        def next_logits(tokens, prefix):
+            prefix = ops.concatenate([prefix, ops.expand_dims(tokens, 1)], axis=1)  # (N, t+1)
+            logits = self((features, prefix), training=False)  # (N, t+1, V)
+            return logits[:, -1], prefix
+
+        start = ops.full((batch,), START, dtype="int32")
+        return greedy_search(next_logits, ops.zeros((batch, 0), "int32"), start, max_length)
+
+    def sample(self, images_or_features, max_length=16, compiled=True):
+        """Greedy captions as token ids (N, max_length), `<NULL>`-padded after `<END>`.
+
+        Args:
+            images_or_features: what `call` takes first: images or features.
+            max_length: number of words generated (`<END>` included); at most
+                `self.max_length` - 1, since `<START>` takes a position.
+            compiled: run the loop as one compiled `tf.function` graph (fast),
+                or step by step in eager mode (for debugging).
+        """
+        if max_length >= self.max_length:
+            raise ValueError(
+                f"This model encodes at most {self.max_length} positions, <START> included. "
+                f"Received: max_length={max_length}"
+            )
+        if not compiled:
+            return self._sample(images_or_features, max_length)
+        if self._compiled_sample is None:
+            import tensorflow as tf
+
+            self._compiled_sample = tf.function(self._sample, reduce_retracing=True)
+        return self._compiled_sample(images_or_features, max_length)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "embed_dim": self.embed_dim,
+            "num_heads": self.num_heads,
+            "num_layers": self.num_layers,
+            "feedforward_dim": self.feedforward_dim,
+            "dropout": self.dropout,
+            "max_length": self.max_length,
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        return cls(**config)
