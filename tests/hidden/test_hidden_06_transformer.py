@@ -78,3 +78,30 @@ def test_multi_head_attention_saves_and_loads(tmp_path):
     model.save(tmp_path / "mha.keras")
     loaded = keras.models.load_model(tmp_path / "mha.keras")
     assert_close(loaded(inputs, training=False), model(inputs, training=False), atol=1e-6, what="after save/load")
+
+
+@pytest.mark.step("transformer.captioner")
+def test_captioner_on_pooled_features_with_one_layer():
+    import keras_hub
+
+    from kcaption.models.captioning_transformer import CaptioningTransformer
+
+    vocab, embed, heads = 7, 8, 2
+    model = CaptioningTransformer(vocab, embed_dim=embed, num_heads=heads, num_layers=1, feedforward_dim=12,
+                                  dropout=0.3, max_length=6)
+    features, captions = _wavy((3, 5), 2.0), np.array([[1, 3, 4, 2, 0], [1, 5, 2, 0, 0], [1, 6, 6, 6, 2]])
+    model((features, captions))
+    model.set_weights([_wavy(w.shape, 0.6) - 0.02 * i for i, w in enumerate(model.get_weights())])
+    logits, attention = model((features, captions), training=False, return_attention=True)
+    kernel, bias, table = (np.asarray(w) for w in model.get_weights()[:3])
+    memory = (features @ kernel + bias)[:, None, :]  # pooled features: a memory of length 1
+    x = table[captions]
+    x = x + np.asarray(keras_hub.layers.SinePositionEncoding()(x))
+    layer = keras_hub.layers.TransformerDecoder(intermediate_dim=12, num_heads=heads)
+    layer(x, memory)
+    layer.set_weights([w.reshape(t.shape) for w, t in zip(model.get_weights()[3:-2], layer.get_weights())])
+    x = np.asarray(layer(x, memory, decoder_padding_mask=captions != 0))
+    expected = x @ model.get_weights()[-2] + model.get_weights()[-1]
+    assert_close(logits, expected, atol=1e-4, what="logits on pooled features (memory of length 1)",
+                 hint="No dropout when training=False: pass `training` to every sub-layer.")
+    assert_close(attention, np.ones((3, 5, 1)), atol=1e-6, what="attention over a memory of length 1")
