@@ -148,8 +148,9 @@ class AttentionLSTMCell(keras.layers.Layer):
 class AttentionLSTM(keras.layers.Layer):
     """Runs an `AttentionLSTMCell` over a sequence, optionally returning its attention.
 
-    The loop is `keras.ops.scan` over time, so it works for any sequence
-    length (also one unknown until the batch arrives).
+    The loop over time is a Python loop, unrolled when traced (captions are
+    padded to a fixed length): simple to read, and XLA-compilable, which
+    `keras.ops.scan`'s gradient is not on the TensorFlow backend.
 
     Args:
         units: H, the hidden size (the features must have H channels).
@@ -189,27 +190,27 @@ class AttentionLSTM(keras.layers.Layer):
         self.cell.build((input_shape[0], input_shape[-1]))
 
     def call(self, inputs, initial_state, mask=None, return_attention=False, training=None):
-        h0, c0, A = initial_state
-        if mask is None:
-            mask = ops.ones(ops.shape(inputs)[:2], dtype="bool")
-
-        # The TensorFlow backend's scan wants its per-step outputs shaped like
-        # its carry, so the carry holds the last weights too: (h, c, weights).
-        def step(carry, inputs_t):
-            h_prev, c_prev, weights = carry
-            x_t, keep = inputs_t[0], inputs_t[1][:, None]  # (N, D), (N, 1)
-            if return_attention:  # what the cell attends to, recomputed for the caller
-                _, weights = dot_product_attention(h_prev, A)  # (N, L)
-            h, (_, c, _) = self.cell(x_t, [h_prev, c_prev, A])
-            h, c = ops.where(keep, h, h_prev), ops.where(keep, c, c_prev)
-            return (h, c, weights), (h, c, weights)
-
-        time_first = (ops.transpose(inputs, (1, 0, 2)), ops.transpose(ops.cast(mask, "bool")))
-        no_weights = ops.zeros_like(A[:, :, 0])  # (N, L)
-        _, (h, _, weights) = ops.scan(step, (h0, c0, no_weights), time_first)
-        h = ops.transpose(h, (1, 0, 2))  # (N, T, H)
+        steps = inputs.shape[1]
+        if steps is None:
+            raise ValueError(
+                "AttentionLSTM unrolls its loop over time, so the sequence length must be known "
+                f"(pad captions to a fixed length). Received: inputs.shape={tuple(inputs.shape)}"
+            )
+        h, c, A = initial_state
+        outputs, attention = [], []
+        for t in range(steps):
+            if return_attention:  # what the cell attends to at this step, for the caller
+                attention.append(dot_product_attention(h, A)[1])  # (N, L)
+            h_new, (_, c_new, _) = self.cell(inputs[:, t], [h, c, A])
+            if mask is None:
+                h, c = h_new, c_new
+            else:  # a masked step carries the states over
+                keep = ops.expand_dims(ops.cast(mask[:, t], "bool"), 1)  # (N, 1)
+                h, c = ops.where(keep, h_new, h), ops.where(keep, c_new, c)
+            outputs.append(h)
+        h = ops.stack(outputs, axis=1)  # (N, T, H)
         if return_attention:
-            return h, ops.transpose(weights, (1, 0, 2))  # (N, T, L)
+            return h, ops.stack(attention, axis=1)  # (N, T, L)
         return h
 
     def get_config(self):
