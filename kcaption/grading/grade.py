@@ -24,6 +24,7 @@ write helpers in the same file as the step that uses them.
 
 import ast
 import concurrent.futures
+import errno
 import hashlib
 import os
 import resource
@@ -97,10 +98,9 @@ def _grade(submission, timeout, only, workers):
     tests = [t for s in graded for t in verdicts[s.id][1]]
     lines = []
     for s in graded:
-        got, entries = verdicts[s.id]
-        passed = sum(t["score"] > 0 for t in entries)
-        lines.append(f"{s.id:<32} {got:6.2f} / {s.points:<3} ({passed}/{len(entries)} tests passed)")
-    total = sum(got for got, _ in verdicts.values())
+        got, _, note = verdicts[s.id]
+        lines.append(f"{s.id:<32} {got:6.2f} / {s.points:<3} ({note})")
+    total = sum(got for got, _, _ in verdicts.values())
     points = sum(s.points for s in graded)
     lines.append(f"{'total':<32} {total:6.2f} / {points}")
     return results.results(tests, total, "\n".join(lines))
@@ -142,8 +142,8 @@ def _unzip(path, into):
 
 
 def _zero(step, title, message):
-    """A step's verdict when it scores 0 without per-test results: (score, [one entry])."""
-    return 0, [results.test_entry(f"[{step.id}] {title}", 0, step.points, message)]
+    """A step's verdict when it scores 0 without per-test results: (score, [one entry], note)."""
+    return 0, [results.test_entry(f"[{step.id}] {title}", 0, step.points, message)], title.lower()
 
 
 def _precheck(step, source_path):
@@ -196,11 +196,12 @@ def _grade_step(step, package, kit, tmp, timeout):
         return _zero(step, "Timed out", (
             f"The tests of {step.id} did not finish in {timeout:g} s: look for a loop that never "
             f"ends (e.g. a `while` whose condition never changes).\n{tail}"))
-    if code == -signal.SIGXFSZ:
-        return _zero(step, "Too much output", (
-            f"Your code wrote more than {OUTPUT_LIMIT >> 20} MB (prints in a loop?); the run was stopped. "
-            "Remove the debugging prints."))
     cases = _read_report(report) if code in (0, 1) else []
+    too_large = os.strerror(errno.EFBIG)  # what a write past OUTPUT_LIMIT raises
+    if code == -signal.SIGXFSZ or any(too_large in c[3] for c in cases) or too_large in tail:
+        return _zero(step, "Too much output", (
+            f"Your code wrote more than {OUTPUT_LIMIT >> 20} MB of output (prints in a loop?), so this "
+            "step is not graded. Remove the debugging prints."))
     if code == NO_TESTS_COLLECTED:
         return _zero(step, "No test", f"No test grades {step.id}: please tell your instructor.")
     if not cases:
@@ -302,4 +303,4 @@ def _entries(step, cases):
                 f"[{step.id}] {Path(file).name}::{name}", share * passed, share,
                 "Passed." if passed else message))
     passed = sum(outcome == "passed" for _, _, outcome, _ in cases)
-    return step.points * passed / len(cases), entries
+    return step.points * passed / len(cases), entries, f"{passed}/{len(cases)} tests passed"

@@ -228,7 +228,7 @@ def main(steps=None, verbose=False, workers=2):
     errors = sum(verdict == "error" for _, verdict in verdicts)
     score = 100.0 * caught / n_mutants if n_mutants else 0.0
     print(
-        f"Mutation score: {score:.1f}% ({caught}/{n_mutants} mutants of {len(wanted)} steps caught by the "
+        f"Mutation score: {score:.1f}% ({caught}/{n_mutants} mutants of {len(wanted)} step(s) caught by the "
         f"public + hidden tests); valid variants passing: {passing}/{n_variants}; errors: {errors}; "
         f"{time.monotonic() - start:.0f} s with {workers} processes."
     )

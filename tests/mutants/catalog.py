@@ -16,6 +16,197 @@ update the entry, never delete it to make the run pass.
 from kcaption.grading.mutants import Edit
 
 MUTANTS = [
+    # data.decode_captions
+    Edit(
+        "data.decode_captions",
+        old="            if i == END:\n                break\n",
+        new="            if i == END:\n                continue\n",
+        why="does not stop at <END>: words after it are kept",
+    ),
+    Edit(
+        "data.decode_captions",
+        old="            if i not in (NULL, START):\n",
+        new="            if i != NULL:\n",
+        why="keeps the <START> token in the caption",
+    ),
+    Edit(
+        "data.decode_captions",
+        old="    return captions[0] if ids.ndim == 1 else captions",
+        new="    return captions",
+        why="a single caption (1-D ids) comes back as a list",
+    ),
+    # embedding.forward
+    Edit(
+        "embedding.forward",
+        old='ids = ops.cast(inputs, "int32")',
+        new='ids = ops.cast(inputs, "int32") - 1',
+        why="ids treated as 1-based (off by one)",
+    ),
+    Edit(
+        "embedding.forward",
+        old="return ops.take(self.W_embed, ids, axis=0)",
+        new="return ops.take(self.W_embed, ids, axis=0) * ops.sqrt(ops.cast(ops.shape(self.W_embed)[1], 'float32'))",
+        why="scales by sqrt(D) as in the Transformer paper (not this layer's job)",
+    ),
+    Edit(
+        "embedding.forward",
+        old="return ops.take(self.W_embed, ids, axis=0)",
+        new="return ops.take(ops.transpose(self.W_embed), ids % ops.shape(self.W_embed)[1], axis=0)",
+        why="looks up columns of a transposed matrix",
+    ),
+    # loss.temporal_softmax
+    Edit(
+        "loss.temporal_softmax",
+        old="return -ops.sum(picked * mask) / batch_size",
+        new="return -ops.sum(picked) / batch_size",
+        why="<NULL> targets not masked",
+    ),
+    Edit(
+        "loss.temporal_softmax",
+        old="return -ops.sum(picked * mask) / batch_size",
+        new="return -ops.mean(picked * mask)",
+        why="mean over time (and batch) instead of sum over time, mean over the batch",
+    ),
+    Edit(
+        "loss.temporal_softmax",
+        old="return -ops.sum(picked * mask) / batch_size",
+        new="return -ops.sum(picked * mask) / ops.sum(mask)",
+        why="divides by the number of real tokens instead of the batch size",
+    ),
+    Edit(
+        "loss.temporal_softmax",
+        old="log_probs = ops.log_softmax(logits, axis=-1)",
+        new="log_probs = ops.log_softmax(logits, axis=1)",
+        why="softmax over the time axis instead of the vocabulary",
+    ),
+    # rnn.cell
+    Edit(
+        "rnn.cell",
+        old="ops.matmul(h_prev, self.Wh) + self.b)",
+        new="ops.matmul(h_prev, self.Wh))",
+        why="forgot the bias",
+    ),
+    Edit(
+        "rnn.cell",
+        old="h = ops.tanh(",
+        new="h = ops.sigmoid(",
+        why="sigmoid instead of tanh",
+    ),
+    Edit(
+        "rnn.cell",
+        old="return h, [h]",
+        new="return h, [h_prev]",
+        why="returns the old state: the recurrence never moves",
+    ),
+    # lstm.cell
+    Edit(
+        "lstm.cell",
+        old="z_i, z_f, z_g, z_o = ops.split(z, 4, axis=-1)",
+        new="z_i, z_f, z_o, z_g = ops.split(z, 4, axis=-1)",
+        why="old course-notes gate order i, f, o, g instead of Keras's i, f, g, o",
+    ),
+    Edit(
+        "lstm.cell",
+        old="g = ops.tanh(z_g)",
+        new="g = ops.sigmoid(z_g)",
+        why="gate activation swapped: sigmoid on the candidate g",
+    ),
+    Edit(
+        "lstm.cell",
+        old="c = f * c_prev + i * g",
+        new="c = i * g",
+        why="`c = i*g` instead of `c = f*c_prev + i*g` (= instead of +=)",
+    ),
+    Edit(
+        "lstm.cell",
+        old=" + self.b  # (N, 4H)",
+        new="  # (N, 4H)",
+        why="forgot the bias",
+    ),
+    # captioner.forward
+    Edit(
+        "captioner.forward",
+        old="state = self.initial_state(h0)",
+        new="state = self.initial_state(ops.zeros_like(h0))",
+        why="h0 initialised to zeros: the image is ignored",
+    ),
+    Edit(
+        "captioner.forward",
+        old="h = self.rnn(x, initial_state=state, mask=mask, training=training)",
+        new="h = self.rnn(x, initial_state=state, training=training)",
+        why="<NULL> padding not masked",
+    ),
+    Edit(
+        "captioner.forward",
+        old="return self.output_projection(h)",
+        new="return ops.softmax(self.output_projection(h))",
+        why="returns probabilities instead of logits",
+    ),
+    # captioner.sample
+    Edit(
+        "captioner.sample",
+        old="        tokens = ops.where(done, pad_token, tokens)\n",
+        new="",
+        why="sampling does not stop at <END>",
+    ),
+    Edit(
+        "captioner.sample",
+        old="        tokens = ops.where(done, pad_token, tokens)\n        outputs.append(tokens)\n"
+        "        done = ops.logical_or(done, ops.equal(tokens, end_token))\n",
+        new="        done = ops.logical_or(done, ops.equal(tokens, end_token))\n"
+        "        tokens = ops.where(done, pad_token, tokens)\n        outputs.append(tokens)\n",
+        why="<END> itself replaced by <NULL>",
+    ),
+    Edit(
+        "captioner.sample",
+        old="logits, state = next_logits(tokens, state)",
+        new='logits, state = next_logits(ops.cast(start_tokens, "int32"), state)',
+        why="always feeds <START> instead of the previous word",
+    ),
+    # transformer.positional_encoding
+    Edit(
+        "transformer.positional_encoding",
+        old="ops.where(j % 2 == 0, ops.sin(angle), ops.cos(angle))",
+        new="ops.where(j % 2 == 0, ops.cos(angle), ops.sin(angle))",
+        why="sine and cosine swapped",
+    ),
+    Edit(
+        "transformer.positional_encoding",
+        old="exponent = ops.cast(2 * (j // 2), inputs.dtype) / D",
+        new="exponent = ops.cast(j, inputs.dtype) / D",
+        why="frequency exponent j/D instead of 2*(j//2)/D",
+    ),
+    Edit(
+        "transformer.positional_encoding",
+        old="t = ops.cast(ops.arange(T), inputs.dtype)",
+        new="t = ops.cast(ops.arange(1, T + 1), inputs.dtype)",
+        why="positions counted from 1",
+    ),
+    # transformer.multi_head_attention
+    Edit(
+        "transformer.multi_head_attention",
+        old=" / ops.sqrt(ops.cast(d, Q.dtype))",
+        new="",
+        why="missing 1/sqrt(d_head)",
+    ),
+    Edit(
+        "transformer.multi_head_attention",
+        old="ops.sqrt(ops.cast(d, Q.dtype))",
+        new="ops.sqrt(ops.cast(h * d, Q.dtype))",
+        why="scaled by the model width instead of the head width",
+    ),
+    Edit(
+        "transformer.multi_head_attention",
+        old="weights = ops.softmax(scores, axis=-1)",
+        new="weights = ops.softmax(scores, axis=-2)",
+        why="softmax over the query axis instead of the keys",
+    ),
+    Edit(
+        "transformer.multi_head_attention",
+        old="scores = ops.where(mask, scores, ops.cast(-1e9, scores.dtype))",
+        new="scores = scores",
+        why="attention mask applied after the softmax only (weights not renormalised)",
+    ),
     # attention.dot_product
     Edit(
         "attention.dot_product",
@@ -50,8 +241,8 @@ MUTANTS = [
     ),
     Edit(
         "attention.lstm_cell",
-        old="context, weights = _attend(h_prev, features)",
-        new="context, weights = _attend(c_prev, features)",
+        old="context, _ = _attend(h_prev, A)",
+        new="context, _ = _attend(c_prev, A)",
         why="attends with the cell state instead of the hidden state",
     ),
     Edit(
@@ -63,6 +254,71 @@ MUTANTS = [
 ]
 
 VARIANTS = [
+    Edit(
+        "data.decode_captions",
+        old="        words = []\n        for i in row.tolist():\n            if i == END:\n                break\n"
+        "            if i not in (NULL, START):\n                words.append(vocab.words[i])\n",
+        new="        import itertools\n\n"
+        "        kept = itertools.takewhile(lambda i: i != END, row.tolist())\n"
+        "        words = [vocab.words[i] for i in kept if i not in (NULL, START)]\n",
+        why="itertools.takewhile and a comprehension",
+    ),
+    Edit(
+        "embedding.forward",
+        old="return ops.take(self.W_embed, ids, axis=0)",
+        new="import tensorflow as tf\n\n        return tf.gather(self.W_embed, ids)",
+        why="tf.gather instead of keras.ops.take",
+    ),
+    Edit(
+        "embedding.forward",
+        old="return ops.take(self.W_embed, ids, axis=0)",
+        new="return ops.matmul(ops.one_hot(ids, ops.shape(self.W_embed)[0], dtype=self.compute_dtype), self.W_embed)",
+        why="one-hot times the matrix",
+    ),
+    Edit(
+        "loss.temporal_softmax",
+        old="picked = ops.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]",
+        new="import tensorflow as tf\n\n"
+        "    picked = -tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)",
+        why="tf.nn.sparse_softmax_cross_entropy_with_logits",
+    ),
+    Edit(
+        "rnn.cell",
+        old="h = ops.tanh(ops.matmul(inputs, self.Wx) + ops.matmul(h_prev, self.Wh) + self.b)",
+        new="import tensorflow as tf\n\n        h = tf.tanh(tf.matmul(inputs, self.Wx) + tf.matmul(h_prev, self.Wh) + self.b)",
+        why="tf.* ops instead of keras.ops",
+    ),
+    Edit(
+        "lstm.cell",
+        old="z = ops.matmul(inputs, self.Wx) + ops.matmul(h_prev, self.Wh) + self.b",
+        new="z = ops.matmul(ops.concatenate([inputs, h_prev], -1), ops.concatenate([self.Wx, self.Wh], 0)) + self.b",
+        why="one matmul on [x, h_prev] and the stacked weights",
+    ),
+    Edit(
+        "captioner.forward",
+        old="mask = ops.not_equal(captions_in, 0)",
+        new="import tensorflow as tf\n\n        mask = tf.not_equal(captions_in, 0)",
+        why="tf.not_equal for the mask",
+    ),
+    Edit(
+        "captioner.sample",
+        old='tokens = ops.cast(ops.argmax(logits, axis=-1), "int32")',
+        new="import tensorflow as tf\n\n"
+        "        tokens = tf.argmax(logits, axis=-1, output_type=tf.int32)",
+        why="tf.argmax with output_type",
+    ),
+    Edit(
+        "transformer.positional_encoding",
+        old="ops.power(ops.cast(10000.0, inputs.dtype), -exponent)",
+        new="ops.exp(-exponent * ops.log(ops.cast(10000.0, inputs.dtype)))",
+        why="exp(-e log 10000) instead of a power",
+    ),
+    Edit(
+        "transformer.multi_head_attention",
+        old='ops.einsum("nthd,nshd->nhts", Q, K)',
+        new="ops.matmul(ops.transpose(Q, (0, 2, 1, 3)), ops.transpose(K, (0, 2, 3, 1)))",
+        why="scores with transposes and matmul instead of einsum",
+    ),
     Edit(
         "attention.dot_product",
         old='scores = ops.einsum("nlh,nh->nl", A, h_prev) / ops.sqrt(H)  # (N, L)',
