@@ -205,6 +205,7 @@ def main(steps=None, verbose=False, workers=2):
     known = {s.id for s in registry.all_steps()}
     wanted = (set(steps) if steps else known) & known
     problems = [f"entry for unknown step {e.step!r} ({e.why})" for e in mutants + variants if e.step not in known]
+    problems += [f"--step {i!r}: no such graded step" for i in sorted(set(steps or ()) - known)]
     for i in sorted(wanted):
         n_mutants, n_variants = sum(e.step == i for e in mutants), sum(e.step == i for e in variants)
         if n_mutants < MIN_MUTANTS or n_variants < MIN_VARIANTS:

@@ -30,7 +30,7 @@ SETUP_SH = """\
 set -euo pipefail
 cd /autograder/source
 python3 -m pip install --upgrade pip
-python3 -m pip install -e .
+python3 -m pip install -e ".[dev]"  # pytest runs the tests
 """
 
 RUN_AUTOGRADER = """\
