@@ -207,6 +207,25 @@ MUTANTS = [
         new="scores = scores",
         why="attention mask applied after the softmax only (weights not renormalised)",
     ),
+    # transformer.captioner
+    Edit(
+        "transformer.captioner",
+        old="        x = self.positional_encoding(x, training=training)\n",
+        new="",
+        why="forgot the positional encoding",
+    ),
+    Edit(
+        "transformer.captioner",
+        old="padding_mask=padding_mask,",
+        new="padding_mask=None,",
+        why="<NULL> padding not masked",
+    ),
+    Edit(
+        "transformer.captioner",
+        old="ops.mean(weights, axis=1)",
+        new="ops.mean(weights, axis=-1)",
+        why="attention averaged over the memory instead of the heads",
+    ),
     # attention.dot_product
     Edit(
         "attention.dot_product",
@@ -318,6 +337,12 @@ VARIANTS = [
         old='ops.einsum("nthd,nshd->nhts", Q, K)',
         new="ops.matmul(ops.transpose(Q, (0, 2, 1, 3)), ops.transpose(K, (0, 2, 3, 1)))",
         why="scores with transposes and matmul instead of einsum",
+    ),
+    Edit(
+        "transformer.captioner",
+        old="ops.mean(weights, axis=1)",
+        new="ops.sum(weights, axis=1) / ops.cast(ops.shape(weights)[1], weights.dtype)",
+        why="mean over heads written as a sum divided by the head count",
     ),
     Edit(
         "attention.dot_product",
