@@ -93,7 +93,7 @@ def _grade(submission, timeout, only, workers):
             verdicts = {s.id: _zero(s, "Submission not graded", str(error)) for s in graded}
         else:
             with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-                jobs = {s.id: pool.submit(_grade_step, s, package, kit, tmp, timeout) for s in graded}
+                jobs = {s.id: pool.submit(_grade_step_safely, s, package, kit, tmp, timeout) for s in graded}
                 verdicts = {i: job.result() for i, job in jobs.items()}
     tests = [t for s in graded for t in verdicts[s.id][1]]
     lines = []
@@ -172,6 +172,15 @@ def _is_stub_in(source, qualname):
         return False
     exc = body[0].exc.func if isinstance(body[0].exc, ast.Call) else body[0].exc
     return isinstance(exc, ast.Name) and exc.id == "NotImplementedError"
+
+
+def _grade_step_safely(step, package, kit, tmp, timeout):
+    """`_grade_step`, with a failure of the grader itself charged to this step only, and said so."""
+    try:
+        return _grade_step(step, package, kit, tmp, timeout)
+    except Exception:
+        return _zero(step, "Autograder error", (
+            "The autograder failed on this step; please tell your instructor.\n" + traceback.format_exc()))
 
 
 def _grade_step(step, package, kit, tmp, timeout):

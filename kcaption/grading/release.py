@@ -80,8 +80,8 @@ def release(out, force=False):
     student, autograder = out / "student", out / "autograder"
     common = layout.package_files() + [Path("pyproject.toml"), Path("environment.yml")]
     _copy(root, student, common + layout.public_test_files())
-    for notebook in sorted((root / "lessons").glob("*")):
-        _copy_lesson(notebook, student / "lessons" / notebook.name)
+    for path in layout.files_under(root, "lessons"):
+        _copy_lesson(root / path, student / path)
     (student / "README.md").write_text(student_readme(all_steps))
     _copy(root, autograder, layout.grader_files() + [Path("environment.yml")])
     _write(autograder / "setup.sh", SETUP_SH, executable=True)
@@ -113,8 +113,7 @@ def _write(path, text, executable=False):
 def _copy_lesson(source, target):
     target.parent.mkdir(parents=True, exist_ok=True)
     if source.suffix != ".ipynb":
-        if source.is_file():
-            shutil.copy2(source, target)
+        shutil.copy2(source, target)
         return
     import nbformat
 
