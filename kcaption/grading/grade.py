@@ -6,7 +6,9 @@ For each graded step, in its own work folder and process:
    written afresh; the student's file that holds the step replaces the kit's;
 2. `pytest --step-id <id>` runs that step's public and hidden tests with every
    OTHER step on its reference body (KCAPTION_SOLUTIONS=1,
-   KCAPTION_STUDENT_STEPS=<id>): a bug is charged to its own step only;
+   KCAPTION_STUDENT_STEPS=<id>): a bug is charged to its own step only. The
+   step's own reference body is removed from the work folder's solutions, so
+   the submission cannot call it;
 3. the process runs under a time limit (`timeout`, seconds) and a limit on
    what it may write (`OUTPUT_LIMIT`, which stops runaway prints); afterwards,
    every kit file in the work folder is compared with the pristine copy.
@@ -189,6 +191,8 @@ def _grade_step(step, package, kit, tmp, timeout):
     if reason:
         return _zero(step, *reason)
     work = tmp / f"work-{step.id}"
+    reference = Path("solutions") / Path(step.path).relative_to("kcaption")
+    kit = {**kit, reference: _without_reference(kit[reference], step)}
     for path, content in kit.items():
         (work / path).parent.mkdir(parents=True, exist_ok=True)
         (work / path).write_bytes(content)
@@ -218,6 +222,20 @@ def _grade_step(step, package, kit, tmp, timeout):
             f"The tests of {step.id} could not run (exit code {code}): does your file import? "
             f"The end of the log:\n{tail}"))
     return _entries(step, cases)
+
+
+def _without_reference(solution_file, step):
+    """The solution file with `step`'s reference body replaced by an error.
+
+    While a step is graded nothing needs its reference (every other step's
+    reference calls the student's step through the package), so a submission
+    cannot call it either.
+    """
+    lines = solution_file.decode().splitlines(keepends=True)
+    node = find_node(ast.parse(solution_file), step.qualname)
+    indent = " " * node.body[0].col_offset
+    error = f"{indent}raise RuntimeError('The reference of {step.id} is not available while it is graded.')\n"
+    return "".join(lines[: node.body[0].lineno - 1] + [error] + lines[node.end_lineno :]).encode()
 
 
 def _run_tests(step, work, report, log, timeout):

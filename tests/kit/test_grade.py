@@ -10,6 +10,7 @@ graded.
 import inspect
 import json
 import shutil
+import textwrap
 import time
 import zipfile
 from pathlib import Path
@@ -37,22 +38,26 @@ def solution_submission(tmp_path_factory):
 
 
 def _hostile(submission, tmp_path, body, module_code=""):
-    """A copy of `submission` whose TARGET step runs `body` (its reference is `reference`)."""
+    """A copy of `submission` whose TARGET step runs `body`, after `result = <the reference's result>`.
+
+    The reference is inlined (as `_reference`), since the grader hides the
+    reference of the step it grades.
+    """
     folder = tmp_path / "hostile"
     shutil.copytree(submission, folder)
     params = inspect.signature(TARGET.stub).parameters.values()
     forward = ", ".join(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.name}" for p in params)
+    name = TARGET.qualname.split(".")[-1]
     source = (
-        f"def {TARGET.qualname.split('.')[-1]}{inspect.signature(TARGET.stub)}:\n"
+        f"def {name}{inspect.signature(TARGET.stub)}:\n"
         f"    import keras\n"
-        f"    from kcaption import steps\n"
-        f"    reference = steps.get_step({TARGET.id!r}).solution()\n"
-        f"    result = reference({forward})\n"
+        f"    result = _reference({forward})\n"
         + "".join(f"    {line}\n" for line in body.splitlines())
     )
     path = folder / TARGET.path
     splice.replace_function(path, TARGET.qualname, source)
-    path.write_text(path.read_text() + module_code)
+    reference = textwrap.dedent(splice.reference_source(TARGET)).replace(f"def {name}(", "def _reference(", 1)
+    path.write_text(path.read_text() + "\n\n" + reference + module_code)
     return folder
 
 
@@ -121,6 +126,19 @@ def test_hostile_body_scores_zero_with_a_message(solution_submission, tmp_path, 
     assert got == 0, f"{case}: expected 0 for {TARGET.id}, got {got}:\n{detail}"
     assert message.lower() in detail.lower(), f"{case}: the message should say {message!r}:\n{detail}"
     assert len(json.dumps(data)) < 200_000, "results.json must stay small"
+
+
+def test_calling_the_reference_gets_nothing(solution_submission, tmp_path):
+    folder = tmp_path / "cheat"
+    shutil.copytree(solution_submission, folder)
+    params = inspect.signature(TARGET.stub).parameters.values()
+    forward = ", ".join(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.name}" for p in params)
+    splice.replace_function(folder / TARGET.path, TARGET.qualname, (
+        f"def {TARGET.qualname.split('.')[-1]}{inspect.signature(TARGET.stub)}:\n"
+        f"    from kcaption import steps\n"
+        f"    return steps.get_step({TARGET.id!r}).solution()({forward})\n"))
+    got, detail = _score(_grade(folder, tmp_path, [TARGET]), TARGET)
+    assert got == 0 and "not available while it is graded" in detail, detail
 
 
 def test_rewriting_the_tests_is_detected(solution_submission, tmp_path):
