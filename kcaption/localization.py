@@ -151,3 +151,41 @@ def localization_score(captions, attention, objects, image_size):
         words=words,
         skipped=skipped,
     )
+
+
+def attention_report(model, records, vocab, path=None, image_size=64, max_length=16, batch_size=100):
+    """Caption `records` with an attention captioner, score its attention, draw one example.
+
+    Args:
+        model: a trained "attn" or "transformer" captioner.
+        records: shapes `CaptionRecord`s (they must know their objects).
+        vocab: the model's `Vocabulary`.
+        path: where to save the attention overlay of the first record (None: no picture).
+        image_size: S, the side of the images.
+        max_length: number of words generated.
+        batch_size: images per sampling batch.
+
+    Returns:
+        `LocalizationScore.as_dict()`, what the demo writes into its metrics JSON.
+    """
+    from kcaption.data import image_dataset
+    from kcaption.viz.attention import attention_overlay, sample_with_attention
+
+    if any(r.objects is None for r in records):
+        raise ValueError("attention_report needs records that know their objects (shapes data). Received: objects=None")
+    words, attention = [], []
+    for images in image_dataset(records, batch_size=batch_size, image_size=image_size):
+        ids, weights = sample_with_attention(model, images, max_length=max_length)
+        words += [vocab.decode(row).split() for row in ids]
+        attention += list(weights)
+    result = localization_score(words, attention, [r.objects for r in records], image_size)
+    if path is not None:
+        first = records[0]
+        boxes = {}
+        for t in range(len(words[0])):
+            target = described_object(words[0], t, first.objects)
+            if target is not None:
+                boxes[t] = target.box
+        title = f"{' '.join(words[0])}  (localisation {result.score:.0%} vs chance {result.chance:.0%})"
+        attention_overlay(first.load_image(), words[0], attention[0], path=path, boxes=boxes, title=title)
+    return result.as_dict()

@@ -256,3 +256,32 @@ def test_attention_captioner_fits_samples_and_saves(tmp_path):
     model.save(tmp_path / "attn.keras")
     loaded = keras.models.load_model(tmp_path / "attn.keras")
     assert_close(loaded((images, captions)), model((images, captions)), atol=1e-5, what="logits after save/load")
+
+
+@pytest.mark.slow
+def test_attention_captioner_overfits_50_shapes_examples():
+    from kcaption.data import Vocabulary, load_shapes, make_dataset
+    from kcaption.losses import TemporalSoftmaxLoss
+    from kcaption.models import build_captioner
+
+    records = load_shapes("train", n=50)
+    vocab = Vocabulary.build(c for r in records for c in r.captions)
+    ds = make_dataset(records, vocab, batch_size=25, captions="first", cache="memory")
+    keras.utils.set_random_seed(0)
+    model = build_captioner("attn", len(vocab), embed_dim=32, hidden_dim=128)
+    model.compile(optimizer=keras.optimizers.Adam(5e-3, clipnorm=5.0), loss=TemporalSoftmaxLoss())
+    history = model.fit(ds, epochs=30, verbose=0)
+    assert history.history["loss"][-1] < 2.0, f"loss after 30 epochs: {history.history['loss'][-1]:.2f} (want < 2)"
+
+
+def test_attention_report_scores_and_draws(tmp_path):
+    from kcaption.data import Vocabulary, load_shapes
+    from kcaption.localization import attention_report
+    from kcaption.models import build_captioner
+
+    records = load_shapes("val", n=3)
+    vocab = Vocabulary.build(c for r in records for c in r.captions)
+    model = build_captioner("attn", len(vocab), embed_dim=8, hidden_dim=16)
+    report = attention_report(model, records, vocab, path=tmp_path / "attention.png", max_length=6)
+    assert set(report) == {"score", "chance", "hits", "words", "skipped"}
+    assert (tmp_path / "attention.png").stat().st_size > 1000
