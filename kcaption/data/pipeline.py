@@ -10,9 +10,9 @@
 Stages, in order: (shuffle the records), read and resize each image (JPEG/PNG
 files are decoded, in-memory arrays go straight in), cache, (shuffle the
 cached images), pair each image with its caption(s), (shuffle the pairs),
-normalise and split input/target, batch, prefetch. Images stay uint8 until the
-normalise stage, so a cache and a shuffle buffer hold 4x less memory. Any
-backbone-specific preprocessing is the image encoder's job.
+batch, normalise and split input/target (once per batch), prefetch. Images
+stay uint8 until then, so a cache and a shuffle buffer hold 4x less memory.
+Any backbone-specific preprocessing is the image encoder's job.
 
 A file cache may make TensorFlow log "The calling iterator did not fully read
 the dataset being cached" after a complete first epoch: a known false alarm
@@ -175,10 +175,10 @@ def make_dataset(
     load_image = _image_loader(records, image_size)
     pair = {"all": _all_captions, "first": _first_caption, "random": _random_caption(seed)}
 
-    def normalise(image, tokens):
-        """uint8 image -> float32 [0, 1]; tokens -> (captions_in, captions_out)."""
-        image = tf.cast(image, tf.float32) / 255.0
-        return (image, tokens[:-1]), tokens[1:]
+    def normalise(images, tokens):
+        """A batch: uint8 images -> float32 [0, 1]; tokens (N, L) -> (captions_in, captions_out)."""
+        images = tf.cast(images, tf.float32) / 255.0
+        return (images, tokens[:, :-1]), tokens[:, 1:]
 
     return (
         tf.data.Dataset.from_tensor_slices((tf.range(len(records)), tokens, counts))
@@ -188,8 +188,8 @@ def make_dataset(
         .apply(_shuffle(shuffle and cache is not None, min(len(records), SHUFFLE_IMAGES), seed))
         .apply(pair[captions])
         .apply(_shuffle(shuffle and captions == "all", 8 * batch_size, seed))
-        .map(normalise, num_parallel_calls=AUTOTUNE)
         .batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+        .map(normalise, num_parallel_calls=AUTOTUNE)
         .prefetch(AUTOTUNE)
     )
 
@@ -292,12 +292,11 @@ def _shuffle(enabled, buffer_size, seed):
 
 def _all_captions(ds):
     """(image, tokens (C, L), count) -> one (image, caption) element per real caption."""
-    return ds.flat_map(
-        lambda image, tokens, count: tf.data.Dataset.zip(
-            tf.data.Dataset.from_tensors(image).repeat(),
-            tf.data.Dataset.from_tensor_slices(tokens[:count]),
-        )
-    )
+
+    def repeat(image, tokens, count):
+        return tf.repeat(image[None], count, axis=0), tokens[:count]  # (count, S, S, 3), (count, L)
+
+    return ds.map(repeat, num_parallel_calls=AUTOTUNE).unbatch()
 
 
 def _first_caption(ds):
