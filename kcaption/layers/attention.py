@@ -170,6 +170,10 @@ class AttentionLSTM(keras.layers.Layer):
         the pair `(h, weights)` where weights (N, T, L) are the attention each
         step used (computed from the state the step started with).
 
+    Masking:
+        Supported (`mask` above, or a Keras mask from a `mask_zero` embedding),
+        so padding never changes the states of the words before it.
+
     Example:
         >>> lstm = AttentionLSTM(8)
         >>> h, weights = lstm(x, attention_initial_state(A), return_attention=True)
