@@ -579,6 +579,13 @@ def test_download_coco_unpacks_each_archive_once(tmp_path):
         download_coco(root, splits=["train2017"], opener=server)
 
 
+def test_download_coco_deletes_a_download_that_is_not_a_zip(tmp_path):
+    server = FakeServer({coco.COCO_CAPTIONS_URL: b"<html>503 Service Unavailable</html>"})
+    with pytest.raises(OSError, match="annotations_trainval2014.zip was not a zip file"):
+        download_coco(tmp_path, splits=[], karpathy=False, opener=server, progress=False)
+    assert not list(tmp_path.glob("*.zip*")), "a bad download must not be kept as if complete"
+
+
 # ---------------------------------------------------------------- pipeline
 
 

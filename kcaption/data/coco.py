@@ -280,16 +280,19 @@ def download_coco(dir, splits=("train2014", "val2014"), karpathy=True, opener=No
         if marker.exists():
             continue
         archive = download_file(url, root / name, opener=opener, progress=progress)
-        with zipfile.ZipFile(archive) as zipped:
-            members = [
-                m
-                for m in zipped.namelist()
-                if url != KARPATHY_URL or m.endswith("dataset_coco.json")
-            ]
-            zipped.extractall(root, members)
-        if url == KARPATHY_URL:  # the zip holds it in a subfolder
-            for found in root.rglob("dataset_coco.json"):
-                found.replace(root / "dataset_coco.json")
+        try:
+            with zipfile.ZipFile(archive) as zipped:
+                members = zipped.namelist()
+                if url == KARPATHY_URL:  # it also holds the Flickr splits
+                    members = [m for m in members if m.endswith("dataset_coco.json")]
+                zipped.extractall(root, members)
+        except zipfile.BadZipFile:
+            archive.unlink()
+            raise OSError(
+                f"{archive} was not a zip file (deleted). Run again to download it again."
+            ) from None
+        for member in members if url == KARPATHY_URL else []:
+            (root / member).replace(root / "dataset_coco.json")
         archive.unlink()
         marker.touch()
     return root
