@@ -22,10 +22,14 @@ a correct body, so a caught mutant is caught for its bug).
 """
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import importlib.util
+import io
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -108,11 +112,6 @@ def _worker(jobs_file, results_file):
 
     Each job is {"step", "solutions"}; each result line is {"index", "code", "log"}.
     """
-    import contextlib
-    import io
-    import json
-    import signal
-
     import keras
     import pytest
 
@@ -138,8 +137,6 @@ def run_batch(jobs, scratch):
 
     Returns {index: (pytest exit code, or None if the process died in that job; log)}.
     """
-    import json
-
     scratch = Path(scratch)
     env = {k: v for k, v in os.environ.items() if k != registry.STUDENT_STEPS_ENV}
     env.update({registry.SOLUTIONS_ENV: "1", "PYTHONDONTWRITEBYTECODE": "1",
