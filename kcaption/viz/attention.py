@@ -27,7 +27,7 @@ def sample_with_attention(model, images_or_features, max_length=16):
     from kcaption.models import CaptioningTransformer
 
     if isinstance(model, CaptioningTransformer):
-        ids = model.sample(images_or_features, max_length)
+        ids = model.sample(images_or_features, max_length, compiled=False)  # one call: tracing would cost more
         start = ops.full((ops.shape(ids)[0], 1), START, dtype="int32")
         captions_in = ops.concatenate([start, ops.cast(ids[:, :-1], "int32")], axis=1)  # what each step was fed
         _, attention = model((images_or_features, captions_in), training=False, return_attention=True)
