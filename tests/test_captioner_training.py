@@ -1,0 +1,128 @@
+"""Training for real (not graded): the demo, `kcaption train` on a COCO folder, evaluate, caption."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from kcaption import steps
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, solutions="1"):
+    env = {**os.environ, steps.SOLUTIONS_ENV: solutions, "MPLBACKEND": "Agg"}
+    return subprocess.run([sys.executable, "-m", "kcaption.cli", *args], capture_output=True, text=True,
+                          cwd=REPO, env=env, timeout=300)
+
+
+def test_demo_stops_early_on_stubs_naming_the_steps(tmp_path):
+    result = run_cli("demo", "--small", "--out", str(tmp_path / "demo"), solutions="0")
+    assert result.returncode == 2, result.stderr[-2000:]
+    for step_id in ["embedding.forward", "lstm.cell", "captioner.forward", "captioner.sample"]:
+        assert step_id in result.stderr, result.stderr
+    assert not (tmp_path / "demo" / "model.keras").exists()
+
+
+@pytest.mark.slow
+def test_demo_small_writes_its_outputs_and_the_model_reloads(tmp_path):
+    from kcaption.train import generate, load_run
+
+    out = tmp_path / "demo"
+    result = run_cli("demo", "--small", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ["model.keras", "vocab.json", "loss_curve.png", "samples.png", "metrics.json"]:
+        assert (out / name).is_file(), f"demo did not write {name}"
+        assert str(out / name) in result.stdout, f"demo did not print where {name} is"
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ["loss", "token_accuracy", "bleu4", "cider", "samples"]:
+        assert key in metrics
+    assert 0.0 <= metrics["bleu4"] <= 1.0 and np.isfinite(metrics["loss"])
+    model, vocab = load_run(out / "model.keras")
+    from kcaption.data import load_shapes
+    from kcaption.train import SMALL
+
+    records = load_shapes("val", n=SMALL["val"])[: len(metrics["samples"])]
+    assert generate(model, records, vocab) == metrics["samples"], "the reloaded model captions differently"
+
+
+@pytest.mark.slow
+def test_train_evaluate_and_caption_on_a_coco_folder(tmp_path, capsys):
+    from kcaption.data import export_shapes
+    from kcaption.train import caption_images, evaluate, train
+
+    root = tmp_path / "coco"
+    export_shapes(root, n=60, split="train2014", seed=1)
+    export_shapes(root, n=16, split="val2014", seed=2)
+    metrics = train(model="rnn", data="coco", root=str(root), epochs=1, out=str(tmp_path / "run"), small=True,
+                    verbose=0)
+    assert metrics["data"] == "coco" and metrics["images"] == 16
+    model_path = tmp_path / "run" / "model.keras"
+    scores = evaluate(str(model_path), data="coco", root=str(root), split="val2014", out=str(tmp_path / "m.json"))
+    assert json.loads((tmp_path / "m.json").read_text())["bleu4"] == scores["bleu4"]
+    images = sorted((root / "val2014").glob("*.jpg"))[:2]
+    captions = caption_images(str(model_path), [str(p) for p in images])
+    assert len(captions) == 2 and all(isinstance(c, str) for c in captions)
+    assert str(images[0]) in capsys.readouterr().out
+
+
+def test_load_run_needs_the_vocabulary(tmp_path):
+    from kcaption.train import load_run
+
+    keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]).save(tmp_path / "model.keras")
+    with pytest.raises(FileNotFoundError, match="vocab.json"):
+        load_run(tmp_path / "model.keras")
+
+
+def test_metrics_bleu_matches_nltk_and_scores_perfect_captions():
+    from nltk.translate.bleu_score import corpus_bleu
+
+    from kcaption.metrics import bleu4, caption_scores
+
+    refs = [["a small red circle", "there is a small red circle"], ["a blue square to the left of a red circle"]]
+    hyps = ["a small red circle", "a blue square to the left of a green circle"]
+    expected = corpus_bleu([[r.split() for r in group] for group in refs], [h.split() for h in hyps])
+    assert abs(bleu4(refs, hyps) - expected) < 1e-9
+    perfect = caption_scores(refs, [group[0] for group in refs])
+    assert perfect["bleu4"] == pytest.approx(1.0) and perfect["cider"] > 1.0
+    with pytest.raises(ValueError, match="Received: 2 reference lists and 1 hypotheses"):
+        bleu4(refs, hyps[:1])
+
+
+def test_masked_token_accuracy_ignores_null_targets():
+    from kcaption.metrics import MaskedTokenAccuracy
+
+    metric = MaskedTokenAccuracy()
+    targets = np.array([[3, 4, 0], [2, 0, 0]])
+    logits = np.eye(5)[np.array([[3, 1, 4], [2, 2, 1]])]
+    metric.update_state(targets, logits)
+    assert float(metric.result()) == pytest.approx(2 / 3)
+
+
+def test_image_encoder_backbones_shapes_and_fallback(monkeypatch):
+    from kcaption.models import ImageEncoder
+
+    images = np.linspace(0, 1, 2 * 64 * 64 * 3).reshape(2, 64, 64, 3).astype("float32")
+    pooled, spatial = ImageEncoder()(images)
+    assert tuple(pooled.shape) == (2, 128) and tuple(spatial.shape) == (2, 16, 128)
+    encoder = ImageEncoder("mobilenet_v3_small", weights=None)
+    pooled, spatial = encoder(images)
+    assert pooled.shape[0] == 2 and spatial.shape[-1] == pooled.shape[-1] and spatial.shape[1] == 4
+
+    def offline(*args, weights=None, **kwargs):
+        if weights == "imagenet":
+            raise OSError("URL fetch failure: no internet")
+        return original(*args, weights=weights, **kwargs)
+
+    original = keras.applications.MobileNetV3Small
+    monkeypatch.setattr(keras.applications, "MobileNetV3Small", offline)
+    with pytest.warns(UserWarning, match="could not load the ImageNet weights"):
+        encoder = ImageEncoder("mobilenet_v3_small", weights="imagenet")
+    assert not encoder.frozen and encoder.network.trainable
+    with pytest.raises(ValueError, match="Received: backbone='vgg'"):
+        ImageEncoder("vgg")
