@@ -33,7 +33,8 @@ class LocalizationScore:
     """The result of `localization_score`.
 
     Attributes:
-        score: fraction of scored words whose attention peak hits the object's box.
+        score: fraction of scored words whose attention peak hits the object's box
+            (NaN when no word was scored).
         chance: the same for uniform attention (a random peak cell).
         hits: number of scored words whose peak hits.
         words: number of scored (colour or shape) words.
@@ -47,7 +48,8 @@ class LocalizationScore:
     skipped: int
 
     def as_dict(self):
-        return dataclasses.asdict(self)
+        """The fields as a JSON-ready dict (NaN, when no word was scored, becomes None)."""
+        return {k: None if isinstance(v, float) and v != v else v for k, v in dataclasses.asdict(self).items()}
 
 
 def described_object(words, index, objects):
