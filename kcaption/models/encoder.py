@@ -99,6 +99,14 @@ class ImageEncoder(keras.layers.Layer):
             return constructor(include_top=False, weights=None, input_shape=shape), False
         return network, weights is not None
 
+    def build(self, input_shape):
+        if self.backbone == "small_cnn":
+            shape = (*input_shape[:-1], 5)  # + 2 coordinate channels
+            for conv in self.convs:
+                conv.build(shape)
+                shape = conv.compute_output_shape(shape)
+            self.pool_norm.build((input_shape[0], shape[-1]))
+
     def call(self, images, training=None):
         if self.backbone == "small_cnn":
             # Subtract each image's mean colour (its background), so the shapes stand out,
