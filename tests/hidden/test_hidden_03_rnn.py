@@ -152,3 +152,17 @@ def test_step_by_step_sampling_equals_teacher_forcing(cell_type):
         np.testing.assert_array_equal(predicted[n, :length], sampled[n, :length],
                                       err_msg="sampling must feed back exactly the argmax of the teacher-forced pass")
         assert all(t == 0 for t in row[length:]), "after <END> every token must be <NULL>"
+
+
+@pytest.mark.step("captioner.forward")
+@pytest.mark.parametrize("cell_type", ["rnn", "lstm"])
+def test_captioner_null_padding_is_masked(cell_type):
+    model = small_captioner(cell_type)
+    features = np.linspace(-1, 1, 10).reshape(2, 5).astype("float32")
+    captions = np.array([[1, 3, 4, 0, 0], [1, 5, 0, 0, 0]], "int32")
+    logits = np.asarray(model((features, captions)))
+    for n, length in enumerate([3, 2]):
+        for t in range(length, captions.shape[1]):
+            assert_close(logits[n, t], logits[n, length - 1], atol=1e-6,
+                         what=f"logits at the <NULL> position {t} of caption {n}",
+                         hint="Pass mask=(captions_in != <NULL>) to the RNN: a masked step keeps the state.")
