@@ -167,6 +167,7 @@ def _precheck(step, source_path):
 
 
 def _is_stub_in(source, qualname):
+    """`steps.is_stub` on source text: the grading process never imports a submission."""
     body = find_node(ast.parse(source), qualname).body
     if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
         body = body[1:]
