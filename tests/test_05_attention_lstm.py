@@ -269,9 +269,9 @@ def test_attention_captioner_overfits_50_shapes_examples():
     ds = make_dataset(records, vocab, batch_size=25, captions="first", cache="memory")
     keras.utils.set_random_seed(0)
     model = build_captioner("attn", len(vocab), embed_dim=32, hidden_dim=128)
-    model.compile(optimizer=keras.optimizers.Adam(5e-3, clipnorm=5.0), loss=TemporalSoftmaxLoss())
-    history = model.fit(ds, epochs=30, verbose=0)
-    assert history.history["loss"][-1] < 2.0, f"loss after 30 epochs: {history.history['loss'][-1]:.2f} (want < 2)"
+    model.compile(optimizer=keras.optimizers.Adam(1e-2, clipnorm=5.0), loss=TemporalSoftmaxLoss())
+    history = model.fit(ds, epochs=60, verbose=0)
+    assert history.history["loss"][-1] < 2.0, f"loss after 60 epochs: {history.history['loss'][-1]:.2f} (want < 2)"
 
 
 def test_attention_report_scores_and_draws(tmp_path):

@@ -321,5 +321,5 @@ def test_transformer_captioner_overfits_50_shapes_examples():
     keras.utils.set_random_seed(0)
     model = build_captioner("transformer", len(vocab), embed_dim=64, hidden_dim=128, num_heads=4, dropout=0.0)
     model.compile(optimizer=keras.optimizers.Adam(2e-3, clipnorm=5.0), loss=TemporalSoftmaxLoss())
-    history = model.fit(ds, epochs=30, verbose=0)
-    assert history.history["loss"][-1] < 2.0, f"loss after 30 epochs: {history.history['loss'][-1]:.2f} (want < 2)"
+    history = model.fit(ds, epochs=40, verbose=0)
+    assert history.history["loss"][-1] < 2.0, f"loss after 40 epochs: {history.history['loss'][-1]:.2f} (want < 2)"
