@@ -192,6 +192,8 @@ def demo(model="lstm", out="runs/demo", epochs=None, small=False):
 
 def load_run(model_path):
     """A saved captioner and the vocabulary saved beside it."""
+    from kcaption import losses, metrics, models  # noqa: F401 (registers the classes load_model needs)
+
     model_path = Path(model_path)
     vocab_path = model_path.with_name("vocab.json")
     if not vocab_path.is_file():
