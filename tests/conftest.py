@@ -9,9 +9,13 @@
   its reference body) and must fail. Unmarked tests are not run.
 - `pytest --step-id lstm.cell` runs only the tests that grade that step (the
   autograder and the mutation run use it; it combines with `--stubs`).
+- A test that grades no step but runs one that is still a stub (say, an
+  overfit run that needs `lstm.cell`) is reported as skipped, naming the step
+  to implement first — not as a failure of the kit.
 """
 
 import os
+import re
 
 import pytest
 
@@ -71,3 +75,35 @@ def _graded_step_bodies(request):
         return
     with steps.solutions(True, student_steps={marker.args[0]}):
         yield
+
+
+_TODO = re.compile(r"TODO ([\w.]+):")
+
+
+def _todo_step(error):
+    """The step id in a stub's NotImplementedError, searched along the exception chain."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, NotImplementedError):
+            found = _TODO.search(str(error))
+            if found:
+                return found.group(1)
+        error = error.__cause__ or error.__context__
+    return None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = (yield).get_result()
+    if not report.failed or call.excinfo is None or item.get_closest_marker("step"):
+        return
+    step_id = _todo_step(call.excinfo.value)
+    if step_id is not None:
+        step = steps.get_step(step_id)
+        report.outcome = "skipped"
+        report.longrepr = (
+            str(item.path), item.location[1] or 0,
+            f"Skipped: needs graded step {step_id} ({step.qualname} in {step.path}, lesson {step.lesson}): "
+            "implement it first.",
+        )

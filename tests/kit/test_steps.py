@@ -131,3 +131,14 @@ def test_graded_tests_fail_on_the_stubs():
         "such a test grades nothing.\n" + tail
     )
     assert "xfailed" in tail, tail
+
+
+def test_unmarked_test_needing_a_stub_is_skipped_naming_the_step():
+    """In a handout, a non-graded test that runs a stub says which step to implement."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+         "tests/test_01_data.py::test_vocabulary_decode_round_trips_encode"],
+        capture_output=True, text=True, cwd=REPO, env={**os.environ, steps.SOLUTIONS_ENV: "0"},
+    )
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert "needs graded step data.decode_captions" in result.stdout and "1 skipped" in result.stdout
