@@ -6,13 +6,14 @@ from keras import ops
 from kcaption.decoding import START, greedy_search
 from kcaption.layers import LSTMCell, RNNCell, WordEmbedding
 from kcaption.layers.attention import AttentionLSTM, AttentionLSTMCell, attention_initial_state
+from kcaption.models.captioner import Captioner
 from kcaption.steps import graded
 
 CELLS = {"rnn": RNNCell, "lstm": LSTMCell, "attn": AttentionLSTMCell}
 
 
 @keras.saving.register_keras_serializable(package="kcaption")
-class CaptioningRNN(keras.Model):
+class CaptioningRNN(Captioner):
     """Show-and-Tell style captioner with a vanilla RNN or an LSTM decoder.
 
     With `cell_type="attn"` (lesson 05) it is a Show-Attend-and-Tell captioner:
@@ -57,7 +58,7 @@ class CaptioningRNN(keras.Model):
     """
 
     def __init__(self, vocab_size, cell_type="lstm", embed_dim=128, hidden_dim=256, encoder=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(encoder=encoder, **kwargs)
         if cell_type not in CELLS:
             raise ValueError(f"`cell_type` must be one of {sorted(CELLS)}. Received: cell_type={cell_type!r}")
         for name, value in [("vocab_size", vocab_size), ("embed_dim", embed_dim), ("hidden_dim", hidden_dim)]:
@@ -67,7 +68,6 @@ class CaptioningRNN(keras.Model):
         self.cell_type = cell_type
         self.embed_dim = embed_dim
         self.hidden_dim = hidden_dim
-        self.encoder = encoder
         self.feature_projection = keras.layers.Dense(hidden_dim, name="feature_projection")
         self.embedding = WordEmbedding(vocab_size, embed_dim, name="embedding")
         if cell_type == "attn":
@@ -76,7 +76,6 @@ class CaptioningRNN(keras.Model):
             self.rnn = keras.layers.RNN(CELLS[cell_type](hidden_dim, name="cell"), return_sequences=True, name="rnn")
         # Logits in float32 under mixed precision, for a stable softmax.
         self.output_projection = keras.layers.Dense(vocab_size, dtype="float32", name="output_projection")
-        self._compiled_sample = None
 
     def encode(self, images_or_features, training=None):
         """Pooled image features (N, C), spatial (N, L, C) for "attn": from the encoder, or the input itself."""
@@ -134,23 +133,6 @@ class CaptioningRNN(keras.Model):
         start = ops.full((ops.shape(h0)[0],), START, dtype="int32")
         return greedy_search(self.next_logits, self.initial_state(h0), start, max_length)
 
-    def sample(self, images_or_features, max_length=16, compiled=True):
-        """Greedy captions as token ids (N, max_length), `<NULL>`-padded after `<END>`.
-
-        Args:
-            images_or_features: what `call` takes first: images or features.
-            max_length: number of words generated (`<END>` included).
-            compiled: run the loop as one compiled `tf.function` graph (fast),
-                or step by step in eager mode (for debugging).
-        """
-        if not compiled:
-            return self._sample(images_or_features, max_length)
-        if self._compiled_sample is None:
-            import tensorflow as tf
-
-            self._compiled_sample = tf.function(self._sample, reduce_retracing=True)
-        return self._compiled_sample(images_or_features, max_length)
-
     def get_config(self):
         return {
             **super().get_config(),
@@ -158,11 +140,4 @@ class CaptioningRNN(keras.Model):
             "cell_type": self.cell_type,
             "embed_dim": self.embed_dim,
             "hidden_dim": self.hidden_dim,
-            "encoder": keras.saving.serialize_keras_object(self.encoder),
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        return cls(**config)

@@ -7,11 +7,12 @@ from kcaption.decoding import START, greedy_search
 from kcaption.layers import WordEmbedding
 from kcaption.layers.positional import PositionalEncoding
 from kcaption.layers.transformer import TransformerDecoderLayer
+from kcaption.models.captioner import Captioner
 from kcaption.steps import graded
 
 
 @keras.saving.register_keras_serializable(package="kcaption")
-class CaptioningTransformer(keras.Model):
+class CaptioningTransformer(Captioner):
     """A transformer decoder that writes a caption while attending to the image.
 
     The encoder's spatial features (N, L, C) are projected to a memory of L
@@ -70,7 +71,7 @@ class CaptioningTransformer(keras.Model):
         encoder=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(encoder=encoder, **kwargs)
         for name, value in [("vocab_size", vocab_size), ("num_layers", num_layers), ("max_length", max_length)]:
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
@@ -81,7 +82,6 @@ class CaptioningTransformer(keras.Model):
         self.feedforward_dim = feedforward_dim
         self.dropout = dropout
         self.max_length = max_length
-        self.encoder = encoder
         self.feature_projection = keras.layers.Dense(embed_dim, name="feature_projection")
         self.embedding = WordEmbedding(vocab_size, embed_dim, name="embedding")
         self.positional_encoding = PositionalEncoding(max_length, embed_dim, dropout, name="positional_encoding")
@@ -91,7 +91,6 @@ class CaptioningTransformer(keras.Model):
         ]
         # Logits in float32 under mixed precision, for a stable softmax.
         self.output_projection = keras.layers.Dense(vocab_size, dtype="float32", name="output_projection")
-        self._compiled_sample = None
 
     def encode(self, images_or_features, training=None):
         """Spatial features (N, L, C): images go through the encoder, features are used as given."""
@@ -155,27 +154,16 @@ class CaptioningTransformer(keras.Model):
         return greedy_search(next_logits, ops.zeros((batch, 0), "int32"), start, max_length)
 
     def sample(self, images_or_features, max_length=16, compiled=True):
-        """Greedy captions as token ids (N, max_length), `<NULL>`-padded after `<END>`.
+        """Greedy captions as token ids (N, max_length); see `Captioner.sample`.
 
-        Args:
-            images_or_features: what `call` takes first: images or features.
-            max_length: number of words generated (`<END>` included); at most
-                `self.max_length` - 1, since `<START>` takes a position.
-            compiled: run the loop as one compiled `tf.function` graph (fast),
-                or step by step in eager mode (for debugging).
+        `max_length` is at most `self.max_length` - 1, since `<START>` takes a position.
         """
         if max_length >= self.max_length:
             raise ValueError(
                 f"This model encodes at most {self.max_length} positions, <START> included. "
                 f"Received: max_length={max_length}"
             )
-        if not compiled:
-            return self._sample(images_or_features, max_length)
-        if self._compiled_sample is None:
-            import tensorflow as tf
-
-            self._compiled_sample = tf.function(self._sample, reduce_retracing=True)
-        return self._compiled_sample(images_or_features, max_length)
+        return super().sample(images_or_features, max_length, compiled)
 
     def get_config(self):
         return {
@@ -187,11 +175,4 @@ class CaptioningTransformer(keras.Model):
             "feedforward_dim": self.feedforward_dim,
             "dropout": self.dropout,
             "max_length": self.max_length,
-            "encoder": keras.saving.serialize_keras_object(self.encoder),
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        return cls(**config)
