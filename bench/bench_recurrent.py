@@ -34,15 +34,21 @@ def captioner(builtin):
     return model
 
 
-def timed(fn, repeats):
-    """Seconds per call of fn(): (min, median) over `repeats` runs, after one warm-up."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def timed(fns, repeats):
+    """Seconds per call of each fn in `fns`: (min, median) over `repeats` rounds, after one warm-up.
+
+    The functions take turns within every round, so a burst of load on a shared
+    machine slows all of them alike instead of one.
+    """
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - start)
-    return min(times), statistics.median(times)
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, spent in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - start)
+    return [(min(t), statistics.median(t)) for t in times]
 
 
 def main():
@@ -57,8 +63,9 @@ def main():
     captions = rng.integers(1, V, size=(args.batch * args.steps, T + 1)).astype("int32")
     captions[:, -3:] = 0  # some padding, so the mask path runs
 
-    rates = {}
-    for name, builtin in [("(a) kit LSTMCell in keras.layers.RNN", False), ("(b) keras.layers.LSTM", True)]:
+    names = ["(a) kit LSTMCell in keras.layers.RNN", "(b) keras.layers.LSTM"]
+    epochs = []
+    for builtin in (False, True):
         keras.utils.set_random_seed(0)
         model = captioner(builtin)
         compile_captioner(model, jit_compile=not args.no_jit)
@@ -66,17 +73,20 @@ def main():
         def epoch(model=model):
             model.fit((features, captions[:, :-1]), captions[:, 1:], batch_size=args.batch, epochs=1, verbose=0)
 
-        best, median = timed(epoch, args.repeats)
-        rates[name] = (args.steps / best, args.steps / median)
-        print(f"train {name:<40} {rates[name][0]:7.1f} steps/s (median {rates[name][1]:.1f})")
-    (a_best, a_med), (b_best, b_med) = rates.values()
+        epochs.append(epoch)
+    rates = [(args.steps / best, args.steps / median) for best, median in timed(epochs, args.repeats)]
+    for name, (best, median) in zip(names, rates):
+        print(f"train {name:<40} {best:7.1f} steps/s (median {median:.1f})")
+    (a_best, a_med), (b_best, b_med) = rates
     print(f"train ratio (a)/(b): {a_best / b_best:.2f} (median {a_med / b_med:.2f})   goal >= 1.0")
 
     model = captioner(False)
     one = features[:1]
     model((one, captions[:1, :-1]))
-    eager = timed(lambda: model.sample(one, max_length=T, compiled=False), args.repeats)
-    compiled = timed(lambda: model.sample(one, max_length=T), args.repeats)
+    eager, compiled = timed(
+        [lambda: model.sample(one, max_length=T, compiled=False), lambda: model.sample(one, max_length=T)],
+        args.repeats,
+    )
     print(f"decode batch 1, {T} words: eager {1000 * eager[0]:.1f} ms, compiled {1000 * compiled[0]:.2f} ms "
           f"(median {1000 * eager[1]:.1f} / {1000 * compiled[1]:.2f})")
     print(f"decode ratio compiled/eager speed: {eager[0] / compiled[0]:.1f}x (median "
