@@ -107,3 +107,45 @@ def check_layer_contract(layer_factory, inputs, expected_output_shape, *, custom
         grads = tape.gradient(loss, layer.trainable_weights)
         unused = [w.path for w, g in zip(layer.trainable_weights, grads) if g is None]
         assert not unused, f"{type(layer).__name__}: no gradient reaches {unused}: is every weight used in call()?"
+
+
+def overfit_small_data(model_name, *, epochs, learning_rate, threshold, n=50, **model_kwargs):
+    """The overfit check: a captioner must drive its loss on `n` shapes examples below `threshold`.
+
+    A model that cannot memorise 50 captions has a bug (or a learning rate far
+    off); this is the cheapest end-to-end check of a captioner. Trains with the
+    first caption of each image, batch 25, the optimiser of
+    `kcaption.train.compile_captioner`, and no XLA (compiling would cost more
+    than it saves on so little data).
+
+    Args:
+        model_name: a name for `kcaption.models.build_captioner` ("rnn", "lstm", ...).
+        epochs: number of passes over the data.
+        learning_rate: Adam's learning rate.
+        threshold: the final training loss (per caption) must be below this.
+        n: number of training images.
+        **model_kwargs: passed to `build_captioner` (embed_dim, hidden_dim, ...).
+
+    Returns:
+        The `keras.callbacks.History` of the run (for a loss-curve plot).
+    """
+    import keras
+
+    from kcaption.data import Vocabulary, load_shapes, make_dataset
+    from kcaption.models import build_captioner
+    from kcaption.train import compile_captioner
+
+    records = load_shapes("train", n=n)
+    vocab = Vocabulary.build(c for r in records for c in r.captions)
+    dataset = make_dataset(records, vocab, batch_size=25, captions="first", cache="memory")
+    keras.utils.set_random_seed(0)
+    model = build_captioner(model_name, len(vocab), **model_kwargs)
+    compile_captioner(model, learning_rate, jit_compile=False)
+    history = model.fit(dataset, epochs=epochs, verbose=0)
+    final = history.history["loss"][-1]
+    if not final < threshold:
+        raise AssertionError(
+            f"{model_name} captioner: loss {final:.2f} after {epochs} epochs on {n} examples (want < {threshold}). "
+            "A model that cannot overfit a little data has a bug: check the step's tests first."
+        )
+    return history

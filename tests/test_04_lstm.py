@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from kcaption.layers import LSTMCell
 from kcaption.models import CaptioningRNN
-from kcaption.testing import assert_close, check_layer_contract
+from kcaption.testing import assert_close, check_layer_contract, overfit_small_data
 
 
 def linspace(shape, low, high, dtype="float32"):
@@ -132,18 +132,7 @@ def test_lstm_cell_bad_units():
 
 @pytest.mark.slow
 def test_lstm_captioner_overfits_50_shapes_examples():
-    from kcaption.data import Vocabulary, load_shapes, make_dataset
-    from kcaption.models import build_captioner
-    from kcaption.train import compile_captioner
-
-    records = load_shapes("train", n=50)
-    vocab = Vocabulary.build(c for r in records for c in r.captions)
-    ds = make_dataset(records, vocab, batch_size=25, captions="first", cache="memory")
-    keras.utils.set_random_seed(0)
-    model = build_captioner("lstm", len(vocab), embed_dim=32, hidden_dim=128)
-    compile_captioner(model, learning_rate=5e-3, jit_compile=False)
-    history = model.fit(ds, epochs=40, verbose=0)
-    assert history.history["loss"][-1] < 2.0, f"loss after 40 epochs: {history.history['loss'][-1]:.2f} (want < 2)"
+    overfit_small_data("lstm", epochs=40, learning_rate=5e-3, threshold=2.0, embed_dim=32, hidden_dim=128)
 
 
 def test_captioner_config_round_trip():

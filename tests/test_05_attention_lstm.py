@@ -15,7 +15,7 @@ from kcaption.layers.attention import (
     attention_initial_state,
     dot_product_attention,
 )
-from kcaption.testing import assert_close
+from kcaption.testing import assert_close, overfit_small_data
 
 N, L, H, D, T = 3, 4, 6, 5, 7
 
@@ -260,18 +260,7 @@ def test_attention_captioner_fits_samples_and_saves(tmp_path):
 
 @pytest.mark.slow
 def test_attention_captioner_overfits_50_shapes_examples():
-    from kcaption.data import Vocabulary, load_shapes, make_dataset
-    from kcaption.losses import TemporalSoftmaxLoss
-    from kcaption.models import build_captioner
-
-    records = load_shapes("train", n=50)
-    vocab = Vocabulary.build(c for r in records for c in r.captions)
-    ds = make_dataset(records, vocab, batch_size=25, captions="first", cache="memory")
-    keras.utils.set_random_seed(0)
-    model = build_captioner("attn", len(vocab), embed_dim=32, hidden_dim=128)
-    model.compile(optimizer=keras.optimizers.Adam(1e-2, clipnorm=5.0), loss=TemporalSoftmaxLoss())
-    history = model.fit(ds, epochs=60, verbose=0)
-    assert history.history["loss"][-1] < 2.0, f"loss after 60 epochs: {history.history['loss'][-1]:.2f} (want < 2)"
+    overfit_small_data("attn", epochs=60, learning_rate=1e-2, threshold=2.0, embed_dim=32, hidden_dim=128)
 
 
 def test_attention_report_scores_and_draws(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 from kcaption.layers.multi_head_attention import MultiHeadAttention
 from kcaption.layers.positional import PositionalEncoding
 from kcaption.layers.transformer import TransformerDecoderLayer, causal_mask
-from kcaption.testing import assert_close
+from kcaption.testing import assert_close, overfit_small_data
 
 N, T, S, E, HEADS = 2, 5, 7, 12, 3
 
@@ -309,17 +309,7 @@ def test_sample_rejects_lengths_beyond_the_positional_encoding():
 
 @pytest.mark.slow
 def test_transformer_captioner_overfits_50_shapes_examples():
-    import keras
-
-    from kcaption.data import Vocabulary, load_shapes, make_dataset
-    from kcaption.losses import TemporalSoftmaxLoss
-    from kcaption.models import build_captioner
-
-    records = load_shapes("train", n=50)
-    vocab = Vocabulary.build(c for r in records for c in r.captions)
-    ds = make_dataset(records, vocab, batch_size=25, captions="first", cache="memory")
-    keras.utils.set_random_seed(0)
-    model = build_captioner("transformer", len(vocab), embed_dim=64, hidden_dim=128, num_heads=4, dropout=0.0)
-    model.compile(optimizer=keras.optimizers.Adam(2e-3, clipnorm=5.0), loss=TemporalSoftmaxLoss())
-    history = model.fit(ds, epochs=40, verbose=0)
-    assert history.history["loss"][-1] < 2.0, f"loss after 40 epochs: {history.history['loss'][-1]:.2f} (want < 2)"
+    overfit_small_data(
+        "transformer", epochs=40, learning_rate=2e-3, threshold=2.0,
+        embed_dim=64, hidden_dim=128, num_heads=4, dropout=0.0,
+    )
