@@ -16,6 +16,7 @@ import keras
 from keras import ops
 
 from kcaption.steps import graded
+from kcaption.validation import check_positive_ints
 
 
 @graded("attention.dot_product", lesson="05_attention_lstm", points=2)
@@ -95,8 +96,7 @@ class AttentionLSTMCell(keras.layers.Layer):
 
     def __init__(self, units, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(units, int) or units <= 0:
-            raise ValueError(f"`units` must be a positive int. Received: units={units!r}")
+        check_positive_ints(units=units)
         self.units = units
 
     def build(self, input_shape):
@@ -184,8 +184,7 @@ class AttentionLSTM(keras.layers.Layer):
 
     def __init__(self, units, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(units, int) or units <= 0:
-            raise ValueError(f"`units` must be a positive int. Received: units={units!r}")
+        check_positive_ints(units=units)
         self.units = units
         self.supports_masking = True
         self.cell = AttentionLSTMCell(units, name="cell")

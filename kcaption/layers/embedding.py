@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from kcaption.steps import graded
+from kcaption.validation import check_positive_ints
 
 
 @keras.saving.register_keras_serializable(package="kcaption")
@@ -38,12 +39,7 @@ class WordEmbedding(keras.layers.Layer):
 
     def __init__(self, vocab_size, embed_dim, mask_zero=False, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(vocab_size, int) or vocab_size <= 0:
-            raise ValueError(
-                f"`vocab_size` must be a positive int. Received: vocab_size={vocab_size!r}"
-            )
-        if not isinstance(embed_dim, int) or embed_dim <= 0:
-            raise ValueError(f"`embed_dim` must be a positive int. Received: embed_dim={embed_dim!r}")
+        check_positive_ints(vocab_size=vocab_size, embed_dim=embed_dim)
         self.vocab_size = vocab_size
         self.embed_dim = embed_dim
         self.mask_zero = mask_zero

@@ -10,6 +10,7 @@ import keras
 from keras import ops  # noqa: F401 (for your code in call)
 
 from kcaption.steps import graded
+from kcaption.validation import check_positive_ints
 
 
 @keras.saving.register_keras_serializable(package="kcaption")
@@ -58,8 +59,7 @@ class MultiHeadAttention(keras.layers.Layer):
 
     def __init__(self, embed_dim, num_heads, dropout=0.0, drop_head=0.0, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(embed_dim, int) or embed_dim <= 0:
-            raise ValueError(f"`embed_dim` must be a positive int. Received: embed_dim={embed_dim!r}")
+        check_positive_ints(embed_dim=embed_dim)
         if not isinstance(num_heads, int) or num_heads <= 0 or embed_dim % num_heads:
             raise ValueError(
                 f"`num_heads` must be a positive int dividing embed_dim={embed_dim}. "

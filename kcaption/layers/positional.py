@@ -10,6 +10,7 @@ import keras
 from keras import ops  # noqa: F401 (for your code in call)
 
 from kcaption.steps import graded
+from kcaption.validation import check_positive_ints
 
 
 @keras.saving.register_keras_serializable(package="kcaption")
@@ -44,8 +45,7 @@ class PositionalEncoding(keras.layers.Layer):
 
     def __init__(self, max_len, embed_dim, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(max_len, int) or max_len <= 0:
-            raise ValueError(f"`max_len` must be a positive int. Received: max_len={max_len!r}")
+        check_positive_ints(max_len=max_len)
         if not isinstance(embed_dim, int) or embed_dim <= 0 or embed_dim % 2:
             raise ValueError(
                 f"`embed_dim` must be a positive even int. Received: embed_dim={embed_dim!r}"

@@ -4,6 +4,7 @@ import keras
 from keras import ops  # noqa: F401 (for your code in call)
 
 from kcaption.steps import graded
+from kcaption.validation import check_positive_ints
 
 
 @keras.saving.register_keras_serializable(package="kcaption")
@@ -42,8 +43,7 @@ class RNNCell(keras.layers.Layer):
 
     def __init__(self, units, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(units, int) or units <= 0:
-            raise ValueError(f"`units` must be a positive int. Received: units={units!r}")
+        check_positive_ints(units=units)
         self.units = units
         self.state_size = units
         self.output_size = units

@@ -11,6 +11,7 @@ import keras
 from keras import ops
 
 from kcaption.layers.multi_head_attention import MultiHeadAttention
+from kcaption.validation import check_positive_ints
 
 
 def causal_mask(length):
@@ -70,10 +71,7 @@ class TransformerDecoderLayer(keras.layers.Layer):
 
     def __init__(self, embed_dim, num_heads, feedforward_dim, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(feedforward_dim, int) or feedforward_dim <= 0:
-            raise ValueError(
-                f"`feedforward_dim` must be a positive int. Received: feedforward_dim={feedforward_dim!r}"
-            )
+        check_positive_ints(feedforward_dim=feedforward_dim)
         self.embed_dim = embed_dim
         self.num_heads = num_heads
         self.feedforward_dim = feedforward_dim

@@ -8,6 +8,7 @@ from kcaption.layers import LSTMCell, RNNCell, WordEmbedding
 from kcaption.layers.attention import AttentionLSTM, AttentionLSTMCell, attention_initial_state
 from kcaption.models.captioner import Captioner
 from kcaption.steps import graded
+from kcaption.validation import check_positive_ints
 
 CELLS = {"rnn": RNNCell, "lstm": LSTMCell, "attn": AttentionLSTMCell}
 
@@ -61,9 +62,7 @@ class CaptioningRNN(Captioner):
         super().__init__(encoder=encoder, **kwargs)
         if cell_type not in CELLS:
             raise ValueError(f"`cell_type` must be one of {sorted(CELLS)}. Received: cell_type={cell_type!r}")
-        for name, value in [("vocab_size", vocab_size), ("embed_dim", embed_dim), ("hidden_dim", hidden_dim)]:
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
+        check_positive_ints(vocab_size=vocab_size, embed_dim=embed_dim, hidden_dim=hidden_dim)
         self.vocab_size = vocab_size
         self.cell_type = cell_type
         self.embed_dim = embed_dim

@@ -9,6 +9,7 @@ from kcaption.layers.positional import PositionalEncoding
 from kcaption.layers.transformer import TransformerDecoderLayer
 from kcaption.models.captioner import Captioner
 from kcaption.steps import graded
+from kcaption.validation import check_positive_ints
 
 
 @keras.saving.register_keras_serializable(package="kcaption")
@@ -72,9 +73,7 @@ class CaptioningTransformer(Captioner):
         **kwargs,
     ):
         super().__init__(encoder=encoder, **kwargs)
-        for name, value in [("vocab_size", vocab_size), ("num_layers", num_layers), ("max_length", max_length)]:
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
+        check_positive_ints(vocab_size=vocab_size, num_layers=num_layers, max_length=max_length)
         self.vocab_size = vocab_size
         self.embed_dim = embed_dim
         self.num_heads = num_heads
