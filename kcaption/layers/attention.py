@@ -15,6 +15,7 @@ matrix Wattn (EECS 498, "Attention LSTM"; Xu et al., "Show, Attend and Tell").
 import keras
 from keras import ops
 
+from kcaption.layers.lstm import forget_bias_initializer
 from kcaption.steps import graded
 from kcaption.validation import check_positive_ints
 
@@ -104,12 +105,7 @@ class AttentionLSTMCell(keras.layers.Layer):
         self.Wx = self.add_weight(name="Wx", shape=(input_dim, 4 * H), initializer="glorot_uniform")
         self.Wh = self.add_weight(name="Wh", shape=(H, 4 * H), initializer="orthogonal")
         self.Wattn = self.add_weight(name="Wattn", shape=(H, 4 * H), initializer="glorot_uniform")
-        # Forget-gate bias 1, as LSTMCell and keras.layers.LSTM's unit_forget_bias.
-        self.b = self.add_weight(
-            name="b",
-            shape=(4 * H,),
-            initializer=keras.initializers.Constant([0.0] * H + [1.0] * H + [0.0] * (2 * H)),
-        )
+        self.b = self.add_weight(name="b", shape=(4 * H,), initializer=forget_bias_initializer(H))
 
     @graded("attention.lstm_cell", lesson="05_attention_lstm", points=4)
     def call(self, inputs, states, training=None):

@@ -7,6 +7,17 @@ from kcaption.steps import graded
 from kcaption.validation import check_positive_ints
 
 
+def forget_bias_initializer(units):
+    """Gate biases (4H,) in the order i, f, g, o: 1 for the forget gate, 0 elsewhere.
+
+    Starting the forget gate open lets gradients flow through the cell state
+    early in training (Jozefowicz et al. 2015); keras.layers.LSTM does the
+    same with `unit_forget_bias=True`.
+    """
+    H = units
+    return keras.initializers.Constant([0.0] * H + [1.0] * H + [0.0] * (2 * H))
+
+
 @keras.saving.register_keras_serializable(package="kcaption")
 class LSTMCell(keras.layers.Layer):
     """One step of a long short-term memory cell, gates in Keras's order i, f, g, o.
@@ -55,12 +66,7 @@ class LSTMCell(keras.layers.Layer):
         H = self.units
         self.Wx = self.add_weight(name="Wx", shape=(input_dim, 4 * H), initializer="glorot_uniform")
         self.Wh = self.add_weight(name="Wh", shape=(H, 4 * H), initializer="orthogonal")
-        # Forget-gate bias 1 (Jozefowicz et al. 2015), as keras.layers.LSTM's unit_forget_bias.
-        self.b = self.add_weight(
-            name="b",
-            shape=(4 * H,),
-            initializer=keras.initializers.Constant([0.0] * H + [1.0] * H + [0.0] * (2 * H)),
-        )
+        self.b = self.add_weight(name="b", shape=(4 * H,), initializer=forget_bias_initializer(H))
 
     @graded("lstm.cell", lesson="04_lstm", points=4)
     def call(self, inputs, states, training=None):
