@@ -96,12 +96,18 @@ def test_cell_weights_follow_the_course_layout():
     assert shapes == [(D, 4 * H), (H, 4 * H), (H, 4 * H), (4 * H,)], shapes
 
 
-@pytest.mark.step("attention.lstm_cell")
-def test_attention_lstm_runs_the_cell_over_the_sequence():
-    x, A = _values((N, T, D), -1, 1), _features()
+def _attention_lstm():
+    """An AttentionLSTM over (N, T, D) inputs, with the fixed weights of `_cell_weights`."""
     lstm = AttentionLSTM(H)
     lstm.build((None, T, D))
     lstm.set_weights(_cell_weights())
+    return lstm
+
+
+@pytest.mark.step("attention.lstm_cell")
+def test_attention_lstm_runs_the_cell_over_the_sequence():
+    x, A = _values((N, T, D), -1, 1), _features()
+    lstm = _attention_lstm()
     h_seq, attn_seq = lstm(x, attention_initial_state(A), return_attention=True)
     assert tuple(h_seq.shape) == (N, T, H) and tuple(attn_seq.shape) == (N, T, L)
     h = c = A.mean(axis=1)  # the default initial state
@@ -114,9 +120,7 @@ def test_attention_lstm_runs_the_cell_over_the_sequence():
 @pytest.mark.step("attention.lstm_cell")
 def test_attention_lstm_carries_states_over_masked_steps():
     x, A = _values((N, T, D), -1, 1), _features()
-    lstm = AttentionLSTM(H)
-    lstm.build((None, T, D))
-    lstm.set_weights(_cell_weights())
+    lstm = _attention_lstm()
     mask = np.ones((N, T), bool)
     mask[0, 4:] = False
     h_seq = np.asarray(lstm(x, attention_initial_state(A), mask=mask))
