@@ -71,6 +71,45 @@ def coco_scores(references, hypotheses):
     return {"cider": float(cider), "rouge_l": float(rouge)}
 
 
+def object_scores(objects, hypotheses):
+    """Does each caption name the right objects? For data whose records know them (shapes).
+
+    BLEU rewards shared n-grams, so "a red square" for a red circle still scores
+    well. This checks the meaning: the (colour, shape) pairs a caption names
+    (`caption_objects`) against the image's objects.
+
+    Args:
+        objects: one list of `ShapeObject`s per image.
+        hypotheses: one generated caption (str) per image.
+
+    Returns:
+        {"objects_exact": share of images whose caption names exactly their
+        objects, each once; "object_precision": share of named pairs that are in
+        the image, a repeated pair counting as wrong; "object_recall": share of
+        the images' objects that are named}.
+    """
+    from kcaption.data import caption_objects
+
+    if len(objects) != len(hypotheses) or not objects:
+        raise ValueError(
+            "object_scores needs one list of objects per hypothesis, and at least one image. "
+            f"Received: {len(objects)} object lists and {len(hypotheses)} hypotheses."
+        )
+    exact = named = right = total = 0
+    for image_objects, caption in zip(objects, hypotheses):
+        truth = {(o.color, o.shape) for o in image_objects}
+        pairs = caption_objects(caption)
+        exact += sorted(pairs) == sorted(truth)
+        named += len(pairs)
+        right += len(truth.intersection(pairs))  # a repeated pair is right once
+        total += len(truth)
+    return {
+        "objects_exact": exact / len(objects),
+        "object_precision": right / named if named else 0.0,
+        "object_recall": right / total if total else 0.0,
+    }
+
+
 def caption_scores(references, hypotheses):
     """Every caption metric the kit computes, as a dict others can add keys to."""
     return {"bleu4": bleu4(references, hypotheses), **coco_scores(references, hypotheses)}

@@ -9,6 +9,7 @@ metrics and pictures in an output folder. A run folder holds:
     loss_curve.png     train / val loss per epoch
     samples.png        held-out images, generated vs reference captions
     metrics.json       loss, token accuracy, BLEU-4, CIDEr-D, ROUGE-L on the held-out split
+                       (on shapes also: the share of captions that name exactly the right objects)
 """
 
 import dataclasses
@@ -99,12 +100,14 @@ def generate(model, records, vocab, batch_size=64, image_size=IMAGE_SIZE, max_le
 
 def score(model, records, vocab, batch_size=64, image_size=IMAGE_SIZE):
     """Metrics on held-out `records`: loss, token accuracy (teacher forcing), caption scores."""
-    from kcaption.metrics import caption_scores
+    from kcaption.metrics import caption_scores, object_scores
 
     ds = make_dataset(records, vocab, batch_size=batch_size, image_size=image_size, max_length=MAX_LENGTH, too_long="skip")
     loss, accuracy = model.evaluate(ds, verbose=0)
     generated = generate(model, records, vocab, batch_size, image_size)
     scores = caption_scores([r.captions for r in records], generated)
+    if all(r.objects is not None for r in records):  # shapes: did it name the right objects?
+        scores.update(object_scores([r.objects for r in records], generated))
     return {"loss": float(loss), "token_accuracy": float(accuracy), **scores, "images": len(records)}, generated
 
 
@@ -177,9 +180,10 @@ def train(model="lstm", data="shapes", root=None, epochs=None, out="runs/train",
         metrics["localization"] = attention_report(captioner, splits.val, vocab, paths["attention"], IMAGE_SIZE)
     metrics["paths"] = {k: str(v) for k, v in paths.items()}
     paths["metrics"].write_text(json.dumps(metrics, indent=2))
+    objects = f", objects right {metrics['objects_exact']:.0%}" if "objects_exact" in metrics else ""
     print(
         f"Done in {seconds:.0f} s. Held-out: loss {metrics['loss']:.3f}, token accuracy "
-        f"{metrics['token_accuracy']:.3f}, BLEU-4 {metrics['bleu4']:.3f}, CIDEr-D {metrics['cider']:.3f}."
+        f"{metrics['token_accuracy']:.3f}, BLEU-4 {metrics['bleu4']:.3f}, CIDEr-D {metrics['cider']:.3f}{objects}."
     )
     for name, path in paths.items():
         print(f"  {name:<11} {path}")

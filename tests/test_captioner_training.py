@@ -40,7 +40,7 @@ def test_demo_small_writes_its_outputs_and_the_model_reloads(tmp_path):
         assert (out / name).is_file(), f"demo did not write {name}"
         assert str(out / name) in result.stdout, f"demo did not print where {name} is"
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ["loss", "token_accuracy", "bleu4", "cider", "samples"]:
+    for key in ["loss", "token_accuracy", "bleu4", "cider", "objects_exact", "samples"]:
         assert key in metrics
     assert 0.0 <= metrics["bleu4"] <= 1.0 and np.isfinite(metrics["loss"])
     model, vocab = load_run(out / "model.keras")
@@ -92,6 +92,35 @@ def test_metrics_bleu_matches_nltk_and_scores_perfect_captions():
     assert perfect["bleu4"] == pytest.approx(1.0) and perfect["cider"] > 1.0
     with pytest.raises(ValueError, match="Received: 2 reference lists and 1 hypotheses"):
         bleu4(refs, hyps[:1])
+
+
+def test_caption_objects_inverts_every_shapes_caption():
+    from kcaption.data import caption_objects, make_shapes
+
+    for record in make_shapes(60, seed=3):
+        truth = sorted((o.color, o.shape) for o in record.objects)
+        for caption in record.captions:
+            assert sorted(caption_objects(caption)) == truth, caption
+
+
+def test_object_scores_worked_example():
+    from kcaption.data import ShapeObject
+    from kcaption.metrics import object_scores
+
+    red_circle = ShapeObject("circle", "red", "small", (0, 0, 8, 8))
+    blue_square = ShapeObject("square", "blue", "large", (20, 0, 40, 20))
+    objects = [[red_circle], [red_circle, blue_square], [red_circle, blue_square], [blue_square]]
+    hyps = [
+        "a small red circle",  # exact
+        "a red square to the left of a blue circle",  # colours and shapes right, pairs wrong
+        "a red circle and a red circle",  # one of two found, named twice
+        "there is a large blue square",  # exact
+    ]
+    scores = object_scores(objects, hyps)
+    # Named pairs: 1 + 2 + 2 + 1 = 6, right: 1 + 0 + 1 + 1 = 3; objects: 1 + 2 + 2 + 1 = 6.
+    assert scores == {"objects_exact": 0.5, "object_precision": 0.5, "object_recall": 0.5}
+    with pytest.raises(ValueError, match="Received: 4 object lists and 3 hypotheses"):
+        object_scores(objects, hyps[:3])
 
 
 def test_masked_token_accuracy_ignores_null_targets():

@@ -11,7 +11,7 @@ and one pipeline (`make_dataset`):
 from kcaption.data.coco import ReadReport, download_coco, export_shapes, read_coco
 from kcaption.data.pipeline import EncodeReport, encode_captions, image_dataset, make_dataset
 from kcaption.data.records import CaptionRecord, ShapeObject
-from kcaption.data.shapes import load_shapes, make_shapes
+from kcaption.data.shapes import caption_objects, load_shapes, make_shapes
 from kcaption.data.tokenize import tf_tokenize, tokenize
 from kcaption.data.vocab import (
     END,
@@ -34,6 +34,7 @@ __all__ = [
     "ShapeObject",
     "UNK",
     "Vocabulary",
+    "caption_objects",
     "decode_captions",
     "download_coco",
     "encode_captions",

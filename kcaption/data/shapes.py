@@ -29,6 +29,7 @@ the vocabulary has 27 words.
 import numpy as np
 
 from kcaption.data.records import CaptionRecord, ShapeObject
+from kcaption.data.tokenize import tokenize
 
 SHAPES = ("circle", "square", "triangle", "diamond")
 COLORS = {
@@ -214,6 +215,21 @@ def _captions(objects):
         f"three shapes {a} {b} and {c}",
         f"{qa} {rel} {qb} and {qc}",
     ]
+
+
+def caption_objects(caption):
+    """The (colour, shape) pairs a caption names, in order: the inverse of the caption grammar.
+
+    A shape word counts when a colour word comes right before it, as in every
+    shapes caption ("a small red circle", "the red circle"). A pair named twice
+    is listed twice.
+
+    Example:
+        >>> caption_objects("a small red circle to the left of a blue square")
+        [('red', 'circle'), ('blue', 'square')]
+    """
+    words = tokenize(caption)
+    return [(before, word) for before, word in zip(words, words[1:]) if before in COLORS and word in SHAPES]
 
 
 def _article(phrase):
