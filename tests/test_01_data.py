@@ -4,6 +4,7 @@ Only the decode_captions tests are graded; the rest check the vocabulary,
 tokenizers, shapes generator, COCO reader and tf.data pipeline the course runs on.
 """
 
+import dataclasses
 import io
 import json
 import logging
@@ -630,6 +631,25 @@ def test_pipeline_first_and_random_captions(shapes, shapes_vocab):
     assert any(not np.array_equal(epochs[0], e) for e in epochs[1:]), (
         "'random' should redraw each epoch"
     )
+
+
+def test_pipeline_grouped_captions(shapes, shapes_vocab):
+    from kcaption.data.pipeline import GROUP_SIZE
+
+    records = [dataclasses.replace(shapes[0], captions=shapes[0].captions[:2]), *shapes[1:]]
+    ds = make_dataset(records, shapes_vocab, batch_size=12, captions="grouped", seed=0)
+    epochs = []
+    for _ in range(4):
+        (images, captions_in), captions_out = next(iter(ds))
+        assert images.shape[0] == 12 and captions_in.shape == (12, GROUP_SIZE, 16) == captions_out.shape
+        np.testing.assert_array_equal(captions_in[..., 1:], captions_out[..., :-1])
+        decoded = [[shapes_vocab.decode(np.concatenate([[START], row])) for row in group] for group in captions_out]
+        # Every caption of an image with >= GROUP_SIZE captions once; the 2 of records[0] cycled.
+        for group, record in zip(decoded[1:], records[1:]):
+            assert sorted(group) == sorted(record.captions[:GROUP_SIZE])
+        assert sorted(set(decoded[0])) == sorted(records[0].captions) and len(decoded[0]) == GROUP_SIZE
+        epochs.append(captions_in.numpy())
+    assert any(not np.array_equal(epochs[0], e) for e in epochs[1:]), "'grouped' should redraw the order each epoch"
 
 
 @pytest.mark.parametrize("cache", [None, "memory"])

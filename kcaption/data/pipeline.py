@@ -31,7 +31,8 @@ from kcaption.data.vocab import NULL
 
 AUTOTUNE = tf.data.AUTOTUNE
 SHUFFLE_IMAGES = 4096  # shuffle buffer after a cache, in decoded images
-CAPTION_MODES = ("all", "first", "random")
+CAPTION_MODES = ("all", "first", "random", "grouped")
+GROUP_SIZE = 5  # captions per image in a "grouped" example (COCO and shapes have 5 or more)
 _log = logging.getLogger("kcaption.data")
 
 
@@ -134,8 +135,12 @@ def make_dataset(
         max_length: ids per caption, <START> and <END> included; the model sees
             max_length - 1 of them.
         captions: "all" (each (image, caption) pair is one example, ~5 per
-            image), "first" (one example per image, its first caption) or
-            "random" (one per image, a caption drawn anew each epoch).
+            image), "first" (one example per image, its first caption),
+            "random" (one per image, a caption drawn anew each epoch) or
+            "grouped" (one example per image with GROUP_SIZE of its captions,
+            drawn anew each epoch, repeating some when it has fewer: captions
+            (N, GROUP_SIZE, max_length - 1), for a captioner that encodes each
+            image once for all of them, see `Captioner`).
         shuffle: reshuffle every epoch: without a cache, the records (all of
             them, before decoding); with a cache, the decoded images (buffer:
             at most SHUFFLE_IMAGES); with "all", also the pairs of nearby images.
@@ -151,7 +156,8 @@ def make_dataset(
 
     Returns:
         The dataset; its element_spec is
-        ((float32 (None, S, S, 3), int32 (None, max_length - 1)), int32 (None, max_length - 1)).
+        ((float32 (None, S, S, 3), int32 (None, max_length - 1)), int32 (None, max_length - 1)),
+        with (None, GROUP_SIZE, max_length - 1) captions when grouped.
     """
     if not records:
         raise ValueError("make_dataset needs at least one record. Received: records=[]")
@@ -173,12 +179,17 @@ def make_dataset(
     log("make_dataset: %s", report)
     records = [records[i] for i in kept]
     load_image = _image_loader(records, image_size)
-    pair = {"all": _all_captions, "first": _first_caption, "random": _random_caption(seed)}
+    pair = {
+        "all": _all_captions,
+        "first": _first_caption,
+        "random": _random_caption(seed),
+        "grouped": _grouped_captions(seed),
+    }
 
     def normalise(images, tokens):
-        """A batch: uint8 images -> float32 [0, 1]; tokens (N, L) -> (captions_in, captions_out)."""
+        """A batch: uint8 images -> float32 [0, 1]; tokens (N, [G,] L) -> (captions_in, captions_out)."""
         images = tf.cast(images, tf.float32) / 255.0
-        return (images, tokens[:, :-1]), tokens[:, 1:]
+        return (images, tokens[..., :-1]), tokens[..., 1:]
 
     return (
         tf.data.Dataset.from_tensor_slices((tf.range(len(records)), tokens, counts))
@@ -302,6 +313,26 @@ def _all_captions(ds):
 def _first_caption(ds):
     """(image, tokens (C, L), count) -> (image, first caption)."""
     return ds.map(lambda image, tokens, count: (image, tokens[0]), num_parallel_calls=AUTOTUNE)
+
+
+def _grouped_captions(seed):
+    """(image, tokens (C, L), count) -> (image, GROUP_SIZE of its captions (GROUP_SIZE, L)).
+
+    The captions are a random order of the image's `count`, drawn anew each
+    epoch, cycled when count < GROUP_SIZE.
+    """
+
+    def pick(ds):
+        draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+
+        def group(element, draw):
+            image, tokens, count = element
+            order = tf.argsort(tf.random.stateless_uniform([count], seed=tf.stack([draw, draw // 2])))
+            return image, tf.gather(tokens, tf.gather(order, tf.range(GROUP_SIZE) % count))
+
+        return tf.data.Dataset.zip(ds, draws).map(group, num_parallel_calls=AUTOTUNE)
+
+    return pick
 
 
 def _random_caption(seed):

@@ -1,6 +1,8 @@
-"""What every captioner shares: greedy sampling run as one compiled graph, and its encoder in the config."""
+"""What every captioner shares: grouped training steps, greedy sampling run as one compiled graph,
+and its encoder in the config."""
 
 import keras
+from keras import ops
 
 
 class Captioner(keras.Model):
@@ -8,8 +10,20 @@ class Captioner(keras.Model):
 
     A subclass builds its layers, keeps its `ImageEncoder` (or None) as
     `self.encoder`, and implements `_sample(images_or_features, max_length)`
-    with `kcaption.decoding.greedy_search`; this class runs that loop eagerly
-    or as one compiled `tf.function`, and saves the encoder with the model.
+    with `kcaption.decoding.greedy_search`, and `encode(images_or_features)`
+    (images go through the encoder, features come back as given, in the form
+    `call` takes them); this class runs the sampling loop eagerly or as one
+    compiled `tf.function`, and saves the encoder with the model.
+
+    Grouped batches: `fit` and `evaluate` also take batches whose captions are
+    grouped by image, `((images (N, S, S, 3), captions_in (N, G, T)), captions_out
+    (N, G, T))` (`make_dataset(captions="grouped")`, a tf.data input). Each image
+    is then encoded once for its G captions, which are scored as N * G ordinary
+    examples (the loss is their mean, as for ungrouped batches). The small CNN
+    costs ~4x the LSTM decoder per example, so this trains on every caption of
+    every image for a fraction of the cost of repeating each image. The Keras
+    captioning example trains the same way; here it is a `train_step` override
+    ("Customizing what happens in `fit()`", TensorFlow backend).
 
     Args:
         encoder: an `ImageEncoder`, or None when the model is fed features.
@@ -20,6 +34,47 @@ class Captioner(keras.Model):
         super().__init__(**kwargs)
         self.encoder = encoder
         self._compiled_sample = None
+
+    def encode(self, images_or_features, training=None):
+        raise NotImplementedError(f"{type(self).__name__} must implement encode().")
+
+    def train_step(self, data):
+        (images, captions_in), captions_out = data
+        if not _grouped(captions_in):
+            return super().train_step(data)
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            logits, captions_out = self._grouped_logits(images, captions_in, captions_out, training=True)
+            loss = self.compute_loss(y=captions_out, y_pred=logits, training=True)
+            scaled = self.optimizer.scale_loss(loss)  # mixed precision: the loss-scaled gradients
+        weights = self.trainable_variables
+        self.optimizer.apply(tape.gradient(scaled, weights), weights)
+        return self._update_metrics(loss, captions_out, logits)
+
+    def test_step(self, data):
+        (images, captions_in), captions_out = data
+        if not _grouped(captions_in):
+            return super().test_step(data)
+        logits, captions_out = self._grouped_logits(images, captions_in, captions_out, training=False)
+        loss = self.compute_loss(y=captions_out, y_pred=logits, training=False)
+        return self._update_metrics(loss, captions_out, logits)
+
+    def _grouped_logits(self, images, captions_in, captions_out, training):
+        """Encode N images once, score their N * G captions: logits (N*G, T, V), targets (N*G, T)."""
+        per_image = captions_in.shape[1]
+        features = ops.repeat(self.encode(images, training=training), per_image, axis=0)
+        captions_in = ops.reshape(captions_in, (-1, captions_in.shape[-1]))  # image-major, as repeat
+        captions_out = ops.reshape(captions_out, (-1, captions_out.shape[-1]))
+        return self((features, captions_in), training=training), captions_out
+
+    def _update_metrics(self, loss, targets, logits):
+        for metric in self.metrics:
+            if metric.name == "loss":
+                metric.update_state(loss, sample_weight=ops.shape(targets)[0])
+            else:
+                metric.update_state(targets, logits)
+        return self.get_metrics_result()
 
     def _sample(self, images_or_features, max_length):
         raise NotImplementedError(f"{type(self).__name__} must implement _sample().")
@@ -49,3 +104,11 @@ class Captioner(keras.Model):
         config = dict(config)
         config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
         return cls(**config)
+
+
+def _grouped(captions_in):
+    """Whether a batch's captions are grouped by image, (N, G, T): a static rank of 3.
+
+    (Keras feeds NumPy arrays as tensors of unknown rank: those batches are ungrouped.)
+    """
+    return captions_in.shape.rank == 3 if hasattr(captions_in.shape, "rank") else len(captions_in.shape) == 3

@@ -77,10 +77,17 @@ class CaptioningRNN(Captioner):
         self.output_projection = keras.layers.Dense(vocab_size, dtype="float32", name="output_projection")
 
     def encode(self, images_or_features, training=None):
-        """Pooled image features (N, C), spatial (N, L, C) for "attn": from the encoder, or the input itself."""
+        """Pooled image features (N, C), spatial (N, L, C) for "attn": images go through the encoder,
+        features (of rank 2, or 3 for "attn") are used as given."""
+        x = images_or_features
+        if len(x.shape) != 4:
+            return x
         if self.encoder is None:
-            return images_or_features
-        pooled, spatial = self.encoder(images_or_features, training=training)
+            raise ValueError(
+                "CaptioningRNN got images but has no encoder: pass `encoder=ImageEncoder()` or feed "
+                f"features. Received: input shape={tuple(x.shape)}"
+            )
+        pooled, spatial = self.encoder(x, training=training)
         return spatial if self.cell_type == "attn" else pooled
 
     def initial_state(self, h0):
