@@ -154,8 +154,7 @@ def test_grouped_steps_equal_the_plain_steps_on_repeated_images(name):
     start = model.get_weights()
 
     def compiled():
-        # Freshly compiled for each kind of batch: one tf.function fed both ranks would relax
-        # its input shapes to an unknown rank (Keras's reduce_retracing).
+        # Freshly compiled for each kind of batch (see the next test).
         model.compile(
             optimizer=keras.optimizers.SGD(0.5), loss=TemporalSoftmaxLoss(), metrics=[MaskedTokenAccuracy()],
             jit_compile=False,
@@ -176,6 +175,19 @@ def test_grouped_steps_equal_the_plain_steps_on_repeated_images(name):
         np.testing.assert_allclose(w_grouped, w_plain, rtol=1e-4, atol=1e-6)
         changed += not np.allclose(w0, w_grouped)
     assert changed >= len(start) // 2, "the step should have trained the weights"
+
+
+def test_switching_between_grouped_and_plain_batches_says_to_recompile():
+    from kcaption.models import build_captioner
+    from kcaption.train import compile_captioner
+
+    images = np.zeros((2, 64, 64, 3), "float32")
+    plain, grouped = np.ones((2, 4), "int32"), np.ones((2, 5, 4), "int32")
+    model = compile_captioner(build_captioner("rnn", 5, embed_dim=4, hidden_dim=4), jit_compile=False)
+    model.evaluate((images, plain), plain, verbose=0)
+    with pytest.raises(ValueError, match=r"Call `model.compile\(...\)` again"):
+        model.evaluate((images, grouped), grouped, verbose=0)
+    compile_captioner(model, jit_compile=False).evaluate((images, grouped), grouped, verbose=0)
 
 
 def test_image_encoder_backbones_shapes_and_fallback(monkeypatch):

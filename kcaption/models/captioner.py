@@ -107,8 +107,15 @@ class Captioner(keras.Model):
 
 
 def _grouped(captions_in):
-    """Whether a batch's captions are grouped by image, (N, G, T): a static rank of 3.
-
-    (Keras feeds NumPy arrays as tensors of unknown rank: those batches are ungrouped.)
-    """
-    return captions_in.shape.rank == 3 if hasattr(captions_in.shape, "rank") else len(captions_in.shape) == 3
+    """Whether a batch's captions are grouped by image, (N, G, T), or not, (N, T)."""
+    shape = captions_in.shape
+    rank = shape.rank if hasattr(shape, "rank") else len(shape)
+    if rank is None:
+        # Keras traces its train/test function with reduce_retracing: fed both layouts,
+        # it relaxes the input shapes to an unknown rank.
+        raise ValueError(
+            "The captions have an unknown rank: this model's train or test function was fed both "
+            "grouped (N, G, T) and plain (N, T) captions. Call `model.compile(...)` again before "
+            "switching from one to the other."
+        )
+    return rank == 3
