@@ -140,8 +140,8 @@ def train(model="lstm", data="shapes", root=None, epochs=None, out="runs/train",
     splits = load_splits(data, root, small)
     vocab = Vocabulary.build(c for r in splits.train for c in r.captions)
     common = {"batch_size": batch_size, "image_size": IMAGE_SIZE, "max_length": MAX_LENGTH, "too_long": "skip"}
-    # One caption per image per epoch, drawn anew each time: 5x shorter epochs than "all".
-    train_ds = make_dataset(splits.train, vocab, shuffle=True, cache="memory", captions="random", **common)
+    # Each image once per epoch with 5 of its captions: the model encodes it once for all of them.
+    train_ds = make_dataset(splits.train, vocab, shuffle=True, cache="memory", captions="grouped", **common)
     val_ds = make_dataset(splits.val, vocab, cache="memory", **common)
 
     captioner = build_captioner(

@@ -18,7 +18,7 @@ class ImageEncoder(keras.layers.Layer):
     """Encodes images into a feature vector and a grid of feature vectors.
 
     Two kinds of encoder:
-    - `"small_cnn"` (default): four strided 3x3 convolutions trained from
+    - `"small_cnn"` (default): four strided convolutions (6x6, then 3x3) trained from
       scratch with the captioner, on images minus their mean colour. No download, fast on a CPU, right for the
       shapes data. It also sees each pixel's coordinates, so its features
       (averaged over the grid) keep *where* things are.
@@ -68,10 +68,13 @@ class ImageEncoder(keras.layers.Layer):
         self.feature_dim = feature_dim
         self.frozen = False
         if backbone == "small_cnn":
-            # Strided 3x3 convolutions, each halving the grid: (S/16)^2 cells.
+            # Strided convolutions, each halving the grid: (S/16)^2 cells. The first one
+            # sees 6x6 pixels: a probe that predicts an image's coloured shapes from the
+            # pooled vector got 40% of held-out images exactly right after 1,500 steps
+            # with a 3x3 first layer, 74% with 5x5 and 84% with 6x6.
             self.convs = [
-                keras.layers.Conv2D(filters, 3, strides=2, padding="same", activation="gelu", name=f"conv{i}")
-                for i, filters in enumerate([16, 32, 64, feature_dim])
+                keras.layers.Conv2D(filters, size, strides=2, padding="same", activation="gelu", name=f"conv{i}")
+                for i, (filters, size) in enumerate([(16, 6), (32, 3), (64, 3), (feature_dim, 3)])
             ]
             # Standardise each feature over the batch: what differs between images
             # (colours, shapes, places) stands out from what they share (background).
