@@ -26,7 +26,7 @@ from kcaption.data import Vocabulary, image_dataset, load_shapes, make_dataset
 # Per-model defaults: sized so that the demo runs in a few CPU minutes.
 PRESETS = {
     "rnn": {"epochs": 15, "embed_dim": 64, "hidden_dim": 128, "learning_rate": 3e-3},
-    "lstm": {"epochs": 25, "embed_dim": 64, "hidden_dim": 128, "learning_rate": 3e-3},  # the demo: ~200 CPU s
+    "lstm": {"epochs": 25, "embed_dim": 64, "hidden_dim": 128, "learning_rate": 3e-3},  # the demo: ~300 CPU s
     # XLA needs minutes to compile the attention LSTM's unrolled loop on a CPU: plain graph mode.
     "attn": {"epochs": 15, "embed_dim": 64, "hidden_dim": 128, "learning_rate": 3e-3, "jit_compile": False},
     "transformer": {"epochs": 15, "embed_dim": 64, "hidden_dim": 128, "learning_rate": 2e-3},
