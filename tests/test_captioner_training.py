@@ -190,6 +190,21 @@ def test_switching_between_grouped_and_plain_batches_says_to_recompile():
     compile_captioner(model, jit_compile=False).evaluate((images, grouped), grouped, verbose=0)
 
 
+def test_sample_weights_are_refused_with_a_clear_error_for_plain_and_grouped_batches():
+    from kcaption.models import build_captioner
+    from kcaption.train import compile_captioner
+
+    images = np.zeros((2, 64, 64, 3), "float32")
+    plain, grouped = np.ones((2, 4), "int32"), np.ones((2, 5, 4), "int32")
+    model = build_captioner("rnn", 5, embed_dim=4, hidden_dim=4)
+    for captions, message in [(plain, "TemporalSoftmaxLoss .* takes no sample weights"),
+                              (grouped, "Grouped batches .* take no sample weights. Received: sample_weight of shape")]:
+        with pytest.raises(ValueError, match=message):
+            compile_captioner(model, jit_compile=False).fit(
+                (images, captions), captions, sample_weight=np.ones(2), epochs=1, verbose=0
+            )
+
+
 def test_image_encoder_backbones_shapes_and_fallback(monkeypatch):
     from kcaption.models import ImageEncoder
 

@@ -39,10 +39,11 @@ class Captioner(keras.Model):
         raise NotImplementedError(f"{type(self).__name__} must implement encode().")
 
     def train_step(self, data):
-        (images, captions_in), captions_out = data
-        if not _grouped(captions_in):
+        if not _grouped(data):
             return super().train_step(data)
         import tensorflow as tf
+
+        (images, captions_in), captions_out = data
 
         with tf.GradientTape() as tape:
             logits, captions_out = self._grouped_logits(images, captions_in, captions_out, training=True)
@@ -53,9 +54,9 @@ class Captioner(keras.Model):
         return self._update_metrics(loss, captions_out, logits)
 
     def test_step(self, data):
-        (images, captions_in), captions_out = data
-        if not _grouped(captions_in):
+        if not _grouped(data):
             return super().test_step(data)
+        (images, captions_in), captions_out = data
         logits, captions_out = self._grouped_logits(images, captions_in, captions_out, training=False)
         loss = self.compute_loss(y=captions_out, y_pred=logits, training=False)
         return self._update_metrics(loss, captions_out, logits)
@@ -106,9 +107,12 @@ class Captioner(keras.Model):
         return cls(**config)
 
 
-def _grouped(captions_in):
+def _grouped(data):
     """Whether a batch's captions are grouped by image, (N, G, T), or not, (N, T)."""
-    shape = captions_in.shape
+    x, _, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    if not (isinstance(x, tuple | list) and len(x) == 2):
+        return False
+    shape = x[1].shape
     rank = shape.rank if hasattr(shape, "rank") else len(shape)
     if rank is None:
         # Keras traces its train/test function with reduce_retracing: fed both layouts,
@@ -117,5 +121,10 @@ def _grouped(captions_in):
             "The captions have an unknown rank: this model's train or test function was fed both "
             "grouped (N, G, T) and plain (N, T) captions. Call `model.compile(...)` again before "
             "switching from one to the other."
+        )
+    if rank == 3 and sample_weight is not None:
+        raise ValueError(
+            "Grouped batches (captions (N, G, T)) take no sample weights. "
+            f"Received: sample_weight of shape {tuple(sample_weight.shape)}"
         )
     return rank == 3
