@@ -43,31 +43,27 @@ class Captioner(keras.Model):
             return super().train_step(data)
         import tensorflow as tf
 
-        (images, captions_in), captions_out = data
-
         with tf.GradientTape() as tape:
-            logits, captions_out = self._grouped_logits(images, captions_in, captions_out, training=True)
-            loss = self.compute_loss(y=captions_out, y_pred=logits, training=True)
+            loss, targets, logits = self._grouped_loss(data, training=True)
             scaled = self.optimizer.scale_loss(loss)  # mixed precision: the loss-scaled gradients
         weights = self.trainable_variables
         self.optimizer.apply(tape.gradient(scaled, weights), weights)
-        return self._update_metrics(loss, captions_out, logits)
+        return self._update_metrics(loss, targets, logits)
 
     def test_step(self, data):
         if not _grouped(data):
             return super().test_step(data)
-        (images, captions_in), captions_out = data
-        logits, captions_out = self._grouped_logits(images, captions_in, captions_out, training=False)
-        loss = self.compute_loss(y=captions_out, y_pred=logits, training=False)
-        return self._update_metrics(loss, captions_out, logits)
+        return self._update_metrics(*self._grouped_loss(data, training=False))
 
-    def _grouped_logits(self, images, captions_in, captions_out, training):
-        """Encode N images once, score their N * G captions: logits (N*G, T, V), targets (N*G, T)."""
+    def _grouped_loss(self, data, training):
+        """Encode N images once, score their N * G captions: the loss, targets (N*G, T), logits (N*G, T, V)."""
+        (images, captions_in), captions_out = data
         per_image = captions_in.shape[1]
         features = ops.repeat(self.encode(images, training=training), per_image, axis=0)
         captions_in = ops.reshape(captions_in, (-1, captions_in.shape[-1]))  # image-major, as repeat
-        captions_out = ops.reshape(captions_out, (-1, captions_out.shape[-1]))
-        return self((features, captions_in), training=training), captions_out
+        targets = ops.reshape(captions_out, (-1, captions_out.shape[-1]))
+        logits = self((features, captions_in), training=training)
+        return self.compute_loss(y=targets, y_pred=logits, training=training), targets, logits
 
     def _update_metrics(self, loss, targets, logits):
         for metric in self.metrics:
