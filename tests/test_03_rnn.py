@@ -97,8 +97,8 @@ def set_captioner_weights(model, cell_weights):
     model.output_projection.set_weights([linspace((H, V), -0.7, 0.7), linspace((V,), -0.2, 0.2)])
 
 
-def captioner(cell_type="rnn"):
-    model = CaptioningRNN(V, cell_type=cell_type, embed_dim=D, hidden_dim=H)
+def captioner(cell_type="rnn", **kwargs):
+    model = CaptioningRNN(V, cell_type=cell_type, embed_dim=D, hidden_dim=H, **kwargs)
     model((FEATURES, CAPTIONS_IN))
     h4 = 4 if cell_type == "lstm" else 1
     set_captioner_weights(model, [linspace((D, h4 * H), -0.4, 0.6), linspace((H, h4 * H), -0.3, 0.3),
@@ -115,7 +115,8 @@ def keras_reference(model):
     x = embedding(captions)
     if model.cell_type == "lstm":
         recurrent = keras.layers.LSTM(H, return_sequences=True)
-        h = recurrent(x, initial_state=[h0, keras.ops.zeros_like(h0)])
+        c0 = h0 if model.initial_cell == "h0" else keras.ops.zeros_like(h0)
+        h = recurrent(x, initial_state=[h0, c0])
     else:
         recurrent = keras.layers.SimpleRNN(H, return_sequences=True)
         h = recurrent(x, initial_state=[h0])

@@ -108,14 +108,23 @@ def test_lstm_cell_layer_contract():
 
 
 @pytest.mark.step("lstm.cell")
-def test_lstm_captioner_matches_keras_lstm():
+@pytest.mark.parametrize("initial_cell", ["zeros", "h0"])
+def test_lstm_captioner_matches_keras_lstm(initial_cell):
     from test_03_rnn import CAPTIONS_IN, FEATURES, captioner, keras_reference
 
-    model = captioner("lstm")
+    model = captioner("lstm", initial_cell=initial_cell)
     valid = CAPTIONS_IN != 0
     logits = np.asarray(model((FEATURES, CAPTIONS_IN)))[valid]
     expected = np.asarray(keras_reference(model)([FEATURES, CAPTIONS_IN]))[valid]
-    assert_close(logits, expected, atol=1e-5, what="CaptioningRNN(cell_type='lstm') vs keras.layers.LSTM")
+    assert_close(logits, expected, atol=1e-5,
+                 what=f"CaptioningRNN(cell_type='lstm', initial_cell={initial_cell!r}) vs keras.layers.LSTM")
+
+
+def test_initial_cell_is_checked():
+    with pytest.raises(ValueError, match="initial_cell='ones'"):
+        CaptioningRNN(11, cell_type="lstm", initial_cell="ones")
+    with pytest.raises(ValueError, match="only cell_type='lstm'.*cell_type='rnn'"):
+        CaptioningRNN(11, cell_type="rnn", initial_cell="h0")
 
 
 def test_lstm_cell_weights_in_order_and_forget_bias():
@@ -136,6 +145,7 @@ def test_lstm_captioner_overfits_50_shapes_examples():
 
 
 def test_captioner_config_round_trip():
-    model = CaptioningRNN(11, cell_type="lstm", embed_dim=4, hidden_dim=6)
+    model = CaptioningRNN(11, cell_type="lstm", embed_dim=4, hidden_dim=6, initial_cell="h0")
     clone = CaptioningRNN.from_config(model.get_config())
-    assert (clone.vocab_size, clone.cell_type, clone.embed_dim, clone.hidden_dim) == (11, "lstm", 4, 6)
+    assert (clone.vocab_size, clone.cell_type, clone.embed_dim, clone.hidden_dim, clone.initial_cell) == (
+        11, "lstm", 4, 6, "h0")

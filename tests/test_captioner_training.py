@@ -44,6 +44,7 @@ def test_demo_small_writes_its_outputs_and_the_model_reloads(tmp_path):
         assert key in metrics
     assert 0.0 <= metrics["bleu4"] <= 1.0 and np.isfinite(metrics["loss"])
     model, vocab = load_run(out / "model.keras")
+    assert model.initial_cell == "h0", "the demo's LSTM starts its cell from the image (PRESETS['lstm'])"
     from kcaption.data import load_shapes
     from kcaption.train import SMALL
 

