@@ -132,8 +132,10 @@ def train(model="lstm", data="shapes", root=None, epochs=None, out="runs/train",
     from kcaption.models import build_captioner
     from kcaption.viz import caption_grid, plot_loss_curves
 
-    steps.require(REQUIRED_STEPS.get(model, []), f"kcaption train --model {model}")
-    preset = PRESETS.get(model, PRESETS["lstm"])
+    if model not in PRESETS:
+        raise ValueError(f"`model` must be one of {sorted(PRESETS)}. Received: model={model!r}")
+    steps.require(REQUIRED_STEPS[model], f"kcaption train --model {model}")
+    preset = PRESETS[model]
     epochs = epochs or (SMALL["epochs"] if small else preset["epochs"])
     batch_size = batch_size or (SMALL["batch_size"] if small else BATCH_SIZE)
     out = Path(out)

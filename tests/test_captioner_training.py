@@ -29,6 +29,13 @@ def test_demo_stops_early_on_stubs_naming_the_steps(tmp_path):
     assert not (tmp_path / "demo" / "model.keras").exists()
 
 
+def test_train_refuses_an_unknown_model_before_loading_data(tmp_path):
+    from kcaption.train import train
+
+    with pytest.raises(ValueError, match="Received: model='gru'"):
+        train(model="gru", out=str(tmp_path / "run"))
+
+
 @pytest.mark.slow
 def test_demo_small_writes_its_outputs_and_the_model_reloads(tmp_path):
     from kcaption.train import generate, load_run
