@@ -16,8 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args, solutions="1"):
+    """Run `python -m kcaption ARGS` (the package's __main__; other tests call `-m kcaption.cli`)."""
     env = {**os.environ, steps.SOLUTIONS_ENV: solutions, "MPLBACKEND": "Agg"}
-    return subprocess.run([sys.executable, "-m", "kcaption.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "kcaption", *args], capture_output=True, text=True,
                           cwd=REPO, env=env, timeout=300)
 
 
