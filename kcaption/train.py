@@ -26,7 +26,7 @@ from kcaption.data import Vocabulary, image_dataset, load_shapes, make_dataset
 # Per-model defaults: sized so that the demo runs in a few CPU minutes.
 PRESETS = {
     "rnn": {"epochs": 15, "embed_dim": 64, "hidden_dim": 128, "learning_rate": 3e-3},
-    # The demo (~260-290 CPU s). c0 = h0: the image rides the cell's additive path (see CaptioningRNN).
+    # The demo (~255-295 CPU s). c0 = h0: the image rides the cell's additive path (see CaptioningRNN).
     "lstm": {"epochs": 25, "embed_dim": 64, "hidden_dim": 128, "learning_rate": 3e-3, "initial_cell": "h0"},
     # XLA needs minutes to compile the attention LSTM's unrolled loop on a CPU: plain graph mode.
     "attn": {"epochs": 15, "embed_dim": 64, "hidden_dim": 128, "learning_rate": 3e-3, "jit_compile": False},

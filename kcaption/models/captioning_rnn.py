@@ -33,7 +33,7 @@ class CaptioningRNN(Captioner):
     it sits in the cell from the start and rides the additive path c = f * c + i * g,
     which carries gradients back to the encoder at every step (lesson 04). On the
     shapes demo that lifted the images captioned with exactly the right objects
-    from 40% to 65-69% in the same training time. Show, Attend and Tell (and this
+    from 40% to 60-69% in the same training time. Show, Attend and Tell (and this
     kit's "attn" captioner) also start c0 from the image.
 
     Args:
