@@ -67,8 +67,11 @@ def _release(args):
 
 def _grade(args):
     from kcaption.grading.grade import grade
+    from kcaption.grading.jail import Limits
 
-    grade(args.submission, out=args.out, timeout=args.timeout)
+    limits = Limits(memory_mb=args.memory_mb, processes=args.processes, disk_mb=args.disk_mb)
+    grade(args.submission, out=args.out, timeout=args.timeout, workers=args.workers, limits=limits,
+          hidden_visibility=args.hidden_visibility)
 
 
 def _mutants(args):
@@ -141,6 +144,14 @@ def build_parser():
     p.add_argument("submission")
     p.add_argument("--out", default="results.json")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per graded step")
+    p.add_argument("--workers", type=int, default=None,
+                   help="steps graded at once (default: as the CPUs and memory allow, at most 4)")
+    p.add_argument("--memory-mb", type=int, default=3000, help="memory of one step's sandbox (default: 3000)")
+    p.add_argument("--processes", type=int, default=32, help="processes of one step's sandbox (default: 32)")
+    p.add_argument("--disk-mb", type=int, default=256, help="bytes one step's sandbox may write (default: 256 MB)")
+    p.add_argument("--hidden-visibility", default="after_published",
+                   choices=["after_published", "visible", "hidden", "after_due_date"],
+                   help="when students see hidden tests' pass/fail (default: after_published)")
     p.set_defaults(func=_grade)
 
     p = sub.add_parser("mutants", help="mutation-test the graders against a catalog of bugs")
@@ -152,11 +163,12 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    from kcaption.grading.grade import GraderSetupError
     from kcaption.steps import StepsNotImplemented
 
     try:
         code = args.func(args)
-    except StepsNotImplemented as error:
+    except (StepsNotImplemented, GraderSetupError) as error:
         print(error, file=sys.stderr)
         return 2
     return code or 0

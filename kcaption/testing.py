@@ -52,18 +52,33 @@ def check(name, actual, expected, *, atol=1e-6, rtol=1e-5, hint=""):
 def check_layer_contract(layer_factory, inputs, expected_output_shape, *, custom_objects=None):
     """Check the Keras layer contract on a fresh layer from `layer_factory()`.
 
-    Checks: the output shape; weights are created in `build()` (none before the
-    first call, some after); `get_config()` round-trips through `from_config`
-    into a layer that computes the same output with the same weights; a
-    `.keras` save/load round-trip of a model wrapping the layer; and one
-    gradient step changes every trainable weight (they are all used).
+    `layer_contract_report` (which runs the layer) then `assert_layer_contract`
+    (which judges what it saw): a graded test runs the first in the sandbox and
+    the second in the grader, so the verdict is never made next to student code.
+    """
+    report = layer_contract_report(layer_factory, inputs, custom_objects=custom_objects)
+    assert_layer_contract(report, expected_output_shape)
+
+
+def layer_contract_report(layer_factory, inputs, *, custom_objects=None):
+    """Run a fresh layer from `layer_factory()` through the Keras layer contract; report what happened.
+
+    Runs: the first call (weights must appear in `build()`, none before);
+    `get_config()` -> `from_config` with the same weights; a `.keras`
+    save/load round-trip of a model wrapping the layer; one gradient step
+    (every trainable weight must get a gradient).
 
     Args:
         layer_factory: a zero-argument callable returning a new, unbuilt layer.
         inputs: a NumPy array (or a list of arrays) to call the layer on.
-        expected_output_shape: the shape the first output must have.
         custom_objects: passed to `keras.models.load_model` (usually not needed:
             kcaption layers are registered serializable).
+
+    Returns:
+        A dict of plain values (it crosses the sandbox wall): `name`,
+        `weights_before_call`, `weights_after_call`, `trainable`, `output`
+        (the first output), `from_config_output`, `reloaded_output`,
+        `weights_without_gradient`.
     """
     import tempfile
     from pathlib import Path
@@ -71,21 +86,19 @@ def check_layer_contract(layer_factory, inputs, expected_output_shape, *, custom
     import keras
     import tensorflow as tf
 
+    def first(outputs):
+        return outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+
     layer = layer_factory()
-    assert not layer.weights, f"{type(layer).__name__} created weights before build(); create them in build()."
-    outputs = layer(inputs, training=False)
-    first = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
-    assert tuple(first.shape) == tuple(expected_output_shape), (
-        f"{type(layer).__name__}: expected output shape {tuple(expected_output_shape)}, got {tuple(first.shape)}."
-    )
-    assert layer.weights or not layer.trainable, f"{type(layer).__name__} has no weights after its first call."
+    report = {"name": type(layer).__name__, "weights_before_call": len(layer.weights)}
+    output = first(layer(inputs, training=False))
+    report.update(weights_after_call=len(layer.weights), trainable=bool(layer.trainable),
+                  output=keras.ops.convert_to_numpy(output))
 
     clone = type(layer).from_config(layer.get_config())
     clone(inputs, training=False)
     clone.set_weights(layer.get_weights())
-    clone_first = clone(inputs, training=False)
-    clone_first = clone_first[0] if isinstance(clone_first, (list, tuple)) else clone_first
-    assert_close(clone_first, first, atol=1e-6, what=f"{type(layer).__name__}.from_config(get_config())")
+    report["from_config_output"] = keras.ops.convert_to_numpy(first(clone(inputs, training=False)))
 
     as_list = inputs if isinstance(inputs, (list, tuple)) else [inputs]
     model_inputs = [keras.Input(shape=np.shape(x)[1:], dtype=np.asarray(x).dtype.name) for x in as_list]
@@ -96,17 +109,31 @@ def check_layer_contract(layer_factory, inputs, expected_output_shape, *, custom
         model.save(path)
         loaded = keras.models.load_model(path, custom_objects=custom_objects)
     reloaded = loaded(as_list if isinstance(inputs, (list, tuple)) else as_list[0], training=False)
-    reloaded = reloaded[0] if isinstance(reloaded, (list, tuple)) else reloaded
-    assert_close(reloaded, first, atol=1e-6, what=f"{type(layer).__name__} after .keras save/load")
+    report["reloaded_output"] = keras.ops.convert_to_numpy(first(reloaded))
 
+    unused = []
     if layer.trainable_weights:
         with tf.GradientTape() as tape:
-            out = layer(inputs, training=True)
-            out = out[0] if isinstance(out, (list, tuple)) else out
-            loss = tf.reduce_sum(tf.square(tf.cast(out, "float32")))
+            loss = tf.reduce_sum(tf.square(tf.cast(first(layer(inputs, training=True)), "float32")))
         grads = tape.gradient(loss, layer.trainable_weights)
         unused = [w.path for w, g in zip(layer.trainable_weights, grads) if g is None]
-        assert not unused, f"{type(layer).__name__}: no gradient reaches {unused}: is every weight used in call()?"
+    report["weights_without_gradient"] = unused
+    return report
+
+
+def assert_layer_contract(report, expected_output_shape):
+    """Judge a `layer_contract_report`: raise AssertionError naming what broke the contract."""
+    name = report["name"]
+    assert report["weights_before_call"] == 0, f"{name} created weights before build(); create them in build()."
+    shape = tuple(np.shape(report["output"]))
+    assert shape == tuple(expected_output_shape), (
+        f"{name}: expected output shape {tuple(expected_output_shape)}, got {shape}."
+    )
+    assert report["weights_after_call"] or not report["trainable"], f"{name} has no weights after its first call."
+    assert_close(report["from_config_output"], report["output"], atol=1e-6, what=f"{name}.from_config(get_config())")
+    assert_close(report["reloaded_output"], report["output"], atol=1e-6, what=f"{name} after .keras save/load")
+    unused = report["weights_without_gradient"]
+    assert not unused, f"{name}: no gradient reaches {unused}: is every weight used in call()?"
 
 
 def overfit_small_data(model_name, *, epochs, learning_rate, threshold, n=50, **model_kwargs):

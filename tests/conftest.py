@@ -6,7 +6,10 @@
   `pytest` grades the student's code.
 - `pytest --stubs` proves the graded tests grade something: every test marked
   `@pytest.mark.step("<id>")` runs with that step's stub (every other step on
-  its reference body) and must fail. Unmarked tests are not run.
+  its reference body) and must fail. Unmarked tests are not run, nor are tests
+  marked `@pytest.mark.step("<id>", kit_code=True)`: they test code the kit
+  provides in the step's file (a layer's `build()`, `get_config()`, a helper),
+  so they count for that step when graded but need not fail on its stub.
 - `pytest --step-id lstm.cell` runs only the tests that grade that step (the
   autograder and the mutation run use it; it combines with `--stubs`).
 - A test that grades no step but runs one that is still a stub (say, an
@@ -20,6 +23,7 @@ import re
 import pytest
 
 from kcaption import steps
+from kcaption.grading import sandbox
 
 if steps.solutions_dir().is_dir():
     os.environ.setdefault(steps.SOLUTIONS_ENV, "1")
@@ -59,11 +63,27 @@ def pytest_collection_modifyitems(config, items):
         items[:] = chosen
     if not config.getoption("--stubs"):
         return
-    selected = [item for item in items if item.get_closest_marker("step")]
+    selected = [item for item in items if item.get_closest_marker("step")
+                and not item.get_closest_marker("step").kwargs.get("kit_code")]
     config.hook.pytest_deselected(items=[i for i in items if i not in selected])
     items[:] = selected
     for item in selected:
         item.add_marker(pytest.mark.xfail(strict=True, reason="a graded test must fail on the stub"))
+
+
+@pytest.fixture
+def student():
+    """Runs a test's scenario on the student's code: `student.run(scenario, *args)`.
+
+    Here, in this process. When graded, in the grader's sandbox, while the test
+    itself (the reference values and the verdict) runs where student code
+    cannot reach it. See `kcaption/grading/sandbox.py`.
+    """
+    return sandbox.runner()
+
+
+def pytest_sessionfinish(session):
+    sandbox.close_runner()
 
 
 @pytest.fixture(autouse=True)

@@ -28,6 +28,20 @@ def find_node(tree, qualname):
     return found
 
 
+def without_reference(solution_file, step_id, qualname):
+    """The solution file's bytes with the reference body of `qualname` replaced by an error.
+
+    While a step is graded nothing needs its reference (every other step's
+    reference calls the student's step through the package), so a submission
+    cannot call it either.
+    """
+    lines = solution_file.decode().splitlines(keepends=True)
+    node = find_node(ast.parse(solution_file), qualname)
+    indent = " " * node.body[0].col_offset
+    error = f"{indent}raise RuntimeError('The reference of {step_id} is not available while it is graded.')\n"
+    return "".join(lines[: node.body[0].lineno - 1] + [error] + lines[node.end_lineno :]).encode()
+
+
 def replace_function(path, qualname, source):
     """Replace the `def` of `qualname` in the file at `path` by `source` (a whole `def`).
 
