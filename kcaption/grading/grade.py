@@ -331,7 +331,8 @@ def _grade_step(step, package, uid, context):
         tail = (judge_dir / "judge.log").read_text(errors="replace")[-3000:]
         return _zero(step, "Autograder error", (
             f"The tests of {step.id} could not run (exit code {code}); please tell your instructor.\n{tail}"))
-    return _entries(step, cases, context)
+    got, entries, note = _entries(step, cases, context)
+    return got, entries, f"{note}, sandbox peak {sandbox.get('peak_mb', 0):.0f} MB"
 
 
 def _run_judge(step, kit, judge_dir, report, timeout):

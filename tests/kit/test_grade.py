@@ -1,90 +1,34 @@
-"""The autograder: full marks for the solutions, and hostile submissions handled.
+"""The autograder: full marks for the solutions, and the grader's own contract.
 
-Submissions are built from a copy of the repo's kcaption/: `splice.fill_in`
-puts every reference body in (a perfect student), then one step is replaced
-by a hostile body. Each hostile case checks: that step scores 0 with a clear
-message, results.json is valid, and (for one case) the other steps are still
-graded.
+Hostile submissions are in `test_grader_attacks.py`; both build submissions
+with `submissions.py`.
 """
 
-import inspect
-import json
 import shutil
-import textwrap
+import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
 
 import pytest
+from submissions import OTHER, TARGET, TESTED, score
 
 from kcaption import steps
-from kcaption.grading import grade, layout, results, splice
+from kcaption.grading import grade, jail, results
 
 REPO = Path(__file__).resolve().parents[2]
-TESTED = [s for s in steps.all_steps() if layout.test_files_for(s.id)]
-# Hostile bodies wrap the reference, so the target must return float tensors.
-NUMERIC = ["attention.dot_product", "rnn.cell", "lstm.cell", "embedding.forward", "attention.lstm_cell"]
-TARGET = next(s for i in NUMERIC for s in TESTED if s.id == i)
-OTHER = next(s for s in TESTED if s.path != TARGET.path)
-
-
-@pytest.fixture(scope="module")
-def solution_submission(tmp_path_factory):
-    """A folder holding kcaption/ with every step filled in with its reference body."""
-    folder = tmp_path_factory.mktemp("perfect")
-    shutil.copytree(REPO / "kcaption", folder / "kcaption", ignore=shutil.ignore_patterns("__pycache__"))
-    splice.fill_in(folder / "kcaption")
-    return folder
-
-
-def _hostile(submission, tmp_path, body, module_code=""):
-    """A copy of `submission` whose TARGET step runs `body`, after `result = <the reference's result>`.
-
-    The reference is inlined (as `_reference`), since the grader hides the
-    reference of the step it grades.
-    """
-    folder = tmp_path / "hostile"
-    shutil.copytree(submission, folder)
-    params = inspect.signature(TARGET.stub).parameters.values()
-    forward = ", ".join(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.name}" for p in params)
-    name = TARGET.qualname.split(".")[-1]
-    source = (
-        f"def {name}{inspect.signature(TARGET.stub)}:\n"
-        f"    import keras\n"
-        f"    result = _reference({forward})\n"
-        + "".join(f"    {line}\n" for line in body.splitlines())
-    )
-    path = folder / TARGET.path
-    splice.replace_function(path, TARGET.qualname, source)
-    reference = textwrap.dedent(splice.reference_source(TARGET)).replace(f"def {name}(", "def _reference(", 1)
-    path.write_text(path.read_text() + "\n\n" + reference + module_code)
-    return folder
-
-
-def _grade(submission, tmp_path, only, timeout=240):
-    out = tmp_path / "results.json"
-    data = grade.grade(submission, out, timeout, only=[s.id for s in only])
-    on_disk = json.loads(out.read_text())
-    results.validate(on_disk)
-    assert on_disk == data
-    return data
-
-
-def _score(data, step):
-    entries = [t for t in data["tests"] if t["name"].startswith(f"[{step.id}]")]
-    assert entries, f"no entry for {step.id} in results.json"
-    return sum(t["score"] for t in entries), "\n".join(t["name"] + ": " + t["output"] for t in entries)
 
 
 @pytest.mark.slow
-def test_solutions_get_full_marks(solution_submission, tmp_path):
+def test_solutions_get_full_marks(solution_submission, tmp_path, grade_run):
     """Zipped, as students often submit: the zip holds the kcaption/ folder."""
     archive = tmp_path / "submission.zip"
     with zipfile.ZipFile(archive, "w") as z:
         for path in (solution_submission / "kcaption").rglob("*.py"):
             z.write(path, path.relative_to(solution_submission))
     start = time.monotonic()
-    data = _grade(archive, tmp_path, TESTED)
+    data = grade_run(archive, TESTED)
     seconds = time.monotonic() - start
     print(f"\ngrading a full submission ({len(TESTED)} steps) took {seconds:.0f} s")
     lost = [f"{t['name']}: {t['output']}" for t in data["tests"] if t["score"] < t["max_score"]]
@@ -96,74 +40,28 @@ def test_solutions_get_full_marks(solution_submission, tmp_path):
     assert len(names) == len(data["tests"]), "test names in results.json must be unique"
 
 
-def test_syntax_error_costs_its_step_only(solution_submission, tmp_path):
+def test_syntax_error_costs_its_step_only_and_quotes_the_students_line(solution_submission, tmp_path, grade_run):
     folder = tmp_path / "broken"
     shutil.copytree(solution_submission, folder)
     path = folder / TARGET.path
-    path.write_text(path.read_text() + "\ndef oops(:\n")
-    data = _grade(folder, tmp_path, [TARGET, OTHER])
-    got, detail = _score(data, TARGET)
+    path.write_text(path.read_text() + "\ndef oops(students_own_line:\n")
+    data = grade_run(folder, [TARGET, OTHER])
+    got, detail = score(data, TARGET)
     assert got == 0 and "Syntax error" in detail and TARGET.path in detail, detail
-    got, detail = _score(data, OTHER)
-    assert got == pytest.approx(OTHER.points, abs=1e-3), detail
+    assert "def oops(students_own_line:" in detail, detail
+    got, detail = score(data, OTHER)
+    assert got == pytest.approx(OTHER.points, abs=1e-6), detail
 
 
-@pytest.mark.parametrize(
-    "case, body, module_code, message",
-    [
-        ("import error", "return result", "\nimport kcaption_no_such_module\n", "kcaption_no_such_module"),
-        ("infinite loop", "while True:\n    pass", "", "Timed out"),
-        ("prints megabytes", "print('x' * 2**20 * 32)\nreturn result", "", "Too much output"),
-        ("returns NaN", "return keras.tree.map_structure(lambda t: t * float('nan'), result)", "", "NaN"),
-        ("wrong shapes", "return keras.tree.map_structure(lambda t: t[..., :-1], result)", "", "shape"),
-    ],
-)
-def test_hostile_body_scores_zero_with_a_message(solution_submission, tmp_path, case, body, module_code, message):
-    submission = _hostile(solution_submission, tmp_path, body, module_code)
-    timeout = 15 if case == "infinite loop" else 240
-    data = _grade(submission, tmp_path, [TARGET], timeout)
-    got, detail = _score(data, TARGET)
-    assert got == 0, f"{case}: expected 0 for {TARGET.id}, got {got}:\n{detail}"
-    assert message.lower() in detail.lower(), f"{case}: the message should say {message!r}:\n{detail}"
-    assert len(json.dumps(data)) < 200_000, "results.json must stay small"
-
-
-def test_calling_the_reference_gets_nothing(solution_submission, tmp_path):
-    folder = tmp_path / "cheat"
-    shutil.copytree(solution_submission, folder)
-    params = inspect.signature(TARGET.stub).parameters.values()
-    forward = ", ".join(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.name}" for p in params)
-    splice.replace_function(folder / TARGET.path, TARGET.qualname, (
-        f"def {TARGET.qualname.split('.')[-1]}{inspect.signature(TARGET.stub)}:\n"
-        f"    from kcaption import steps\n"
-        f"    return steps.get_step({TARGET.id!r}).solution()({forward})\n"))
-    got, detail = _score(_grade(folder, tmp_path, [TARGET]), TARGET)
-    assert got == 0 and "not available while it is graded" in detail, detail
-
-
-def test_rewriting_the_tests_is_detected(solution_submission, tmp_path):
-    """Module code that replaces the step's tests by passing ones, with a wrong body: 0, tampering."""
-    fake = f'import pytest\\n\\n@pytest.mark.step("{TARGET.id}")\\ndef test_fine():\\n    pass\\n'
-    module_code = (
-        "\nfrom pathlib import Path as _Path\n"
-        f"_root = _Path(__file__).resolve().parents[{len(Path(TARGET.path).parts) - 1}]\n"
-        "for _test in (_root / 'tests').rglob('test_*.py'):\n"
-        f"    _test.write_text('{fake}')\n"
-    )
-    submission = _hostile(solution_submission, tmp_path, "return None", module_code)
-    got, detail = _score(_grade(submission, tmp_path, [TARGET]), TARGET)
-    assert got == 0 and "changed files" in detail and "tests/" in detail, detail
-
-
-def test_untouched_stubs_and_missing_package(tmp_path):
+def test_untouched_stubs_and_missing_package(tmp_path, grade_run):
     handout = tmp_path / "handout"
     shutil.copytree(REPO / "kcaption", handout / "kcaption", ignore=shutil.ignore_patterns("__pycache__"))
-    data = _grade(handout, tmp_path, steps.all_steps())
+    data = grade_run(handout, steps.all_steps())
     assert data["score"] == 0
     assert all("Not implemented" in t["name"] for t in data["tests"]), data["output"]
     empty = tmp_path / "empty"
     empty.mkdir()
-    data = _grade(empty, tmp_path, steps.all_steps())
+    data = grade_run(empty, steps.all_steps())
     assert data["score"] == 0 and "Submit your kcaption/ folder" in data["tests"][0]["output"]
 
 
@@ -195,3 +93,44 @@ def test_results_are_validated():
         with pytest.raises(ValueError, match="Received"):
             results.validate(bad)
     assert len(results.truncate("x" * 10**6)) < results.MAX_OUTPUT + 100
+
+
+def test_grading_twice_gives_the_same_scores(solution_submission, tmp_path, grade_run):
+    first = grade_run(solution_submission, [TARGET, OTHER])
+    second = grade_run(solution_submission, [TARGET, OTHER])
+    assert [(t["name"], t["score"]) for t in first["tests"]] == [(t["name"], t["score"]) for t in second["tests"]]
+    assert first["score"] == pytest.approx(TARGET.points + OTHER.points, abs=1e-9), first["output"]
+
+
+@pytest.mark.parametrize("points, n", [(3, 7), (4, 9), (2, 3), (36, 1), (5, 11)])
+def test_shares_add_up_to_the_points_exactly(points, n):
+    parts = grade.shares(points, n)
+    assert len(parts) == n and round(sum(parts), 9) == points
+    assert all(abs(p - points / n) < 1e-3 for p in parts)
+
+
+def test_hidden_visibility_is_an_instructor_setting(solution_submission, grade_run):
+    data = grade_run(solution_submission, [TARGET], hidden_visibility="visible")
+    hidden = [t for t in data["tests"] if "hidden test" in t["name"]]
+    assert hidden and all(t["visibility"] == "visible" for t in hidden)
+    assert all(t["output"] == "Passed." for t in hidden)
+    with pytest.raises(ValueError, match="hidden_visibility"):
+        grade.grade(solution_submission, "unused.json", hidden_visibility="secret")
+
+
+def test_grading_needs_root_and_says_so(solution_submission, tmp_path):
+    tmp_path.chmod(0o777)
+    code = f"from kcaption.grading import grade; grade.grade({str(solution_submission)!r}, {str(tmp_path / 'r.json')!r})"
+    done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode != 0 and "needs root" in done.stderr, done.stderr[-2000:]
+
+
+def test_default_workers_follow_cpus_and_memory(monkeypatch):
+    limits = jail.Limits(memory_mb=3000)
+    monkeypatch.setattr(grade.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(grade, "_read_first", lambda *paths: None)
+    monkeypatch.setattr(grade, "_available_memory", lambda: 64 * 2**30)
+    assert grade.default_workers(limits) == 2
+    monkeypatch.setattr(grade, "_available_memory", lambda: 6 * 2**30)  # one step needs 3000 + 2000 MB
+    assert grade.default_workers(limits) == 1

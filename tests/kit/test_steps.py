@@ -7,6 +7,7 @@
 - the solutions switch and `require` behave as documented.
 """
 
+import ast
 import inspect
 import os
 import subprocess
@@ -66,6 +67,25 @@ def test_every_step_is_graded(kind):
     folder = REPO / "tests" / ("hidden" if kind == "hidden" else "")
     missing = set(IDS) - _graded_test_ids(folder)
     assert not missing, f"no {kind} test is marked @pytest.mark.step(...) for: {sorted(missing)}"
+
+
+def _marked_tests():
+    """(file, test node) for every test function marked @pytest.mark.step, public and hidden."""
+    for path in sorted((REPO / "tests").glob("test_*.py")) + sorted((REPO / "tests" / "hidden").glob("test_*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef) and any("mark.step" in ast.unparse(d) for d in node.decorator_list):
+                yield path.relative_to(REPO), node
+
+
+def test_every_graded_test_runs_student_code_only_through_the_sandbox():
+    """A graded test that judges without `student.run` would judge the reference, not the student."""
+    bad = []
+    for path, node in _marked_tests():
+        calls = [n for n in ast.walk(node) if isinstance(n, ast.Attribute) and n.attr == "run"
+                 and isinstance(n.value, ast.Name) and n.value.id == "student"]
+        if "student" not in [a.arg for a in node.args.args] or not calls:
+            bad.append(f"{path}::{node.name}")
+    assert not bad, "graded tests that never call student.run(scenario, ...):\n  " + "\n  ".join(bad)
 
 
 def test_switch_picks_the_body():
