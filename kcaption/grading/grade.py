@@ -52,7 +52,7 @@ NO_TESTS_COLLECTED = 5  # pytest's exit code when no test was collected
 ZIP_LIMIT = 200 * 2**20  # bytes a submission zip may expand to
 FIRST_UID = 61000  # sandbox users are FIRST_UID + the step's index; no account needed
 STARTUP_SECONDS = 120  # the judge's own start-up and clean-up, on top of the step's time limit
-STEP_MEMORY_MB = 2000  # what one step needs beside its sandbox (the judge process), for `default_workers`
+STEP_MEMORY_MB = 1500  # what one step typically holds, judge and sandbox together (measured), for `default_workers`
 HIDDEN_VISIBILITIES = ("after_published", "visible", "hidden", "after_due_date")
 HIDDEN_FAILED = "Failed. This hidden test checks cases the public tests do not; its details stay hidden."
 SECRET_FOLDERS = ("solutions", "tests", ".git")  # of the kit's root: never visible to a sandbox
@@ -93,7 +93,7 @@ def grade(submission, out="results.json", timeout=300.0, *, only=None, workers=N
     limits = limits or jail.Limits()
     try:
         _check_setup()
-        data = _grade(Path(submission), float(timeout), only, workers or default_workers(limits), limits,
+        data = _grade(Path(submission), float(timeout), only, workers or default_workers(), limits,
                       hidden_visibility)
     except Exception:  # results.json must exist whatever happens; the error is shown, then raised
         data = results.results(
@@ -119,7 +119,7 @@ def _check_setup():
         raise GraderSetupError(f"The grader needs util-linux's {', '.join(missing)} on PATH.")
 
 
-def default_workers(limits):
+def default_workers():
     """Steps to grade at once: one per CPU this process may use, as memory allows, at most 4."""
     cpus = len(os.sched_getaffinity(0))
     quota = _read_first("/sys/fs/cgroup/cpu.max", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
@@ -128,7 +128,7 @@ def default_workers(limits):
         fields = quota.split()
         cpus = min(cpus, max(1, int(int(fields[0]) / int(fields[1] if len(fields) > 1 else period or 100000))))
     memory = _available_memory()
-    by_memory = max(1, memory // ((limits.memory_mb + STEP_MEMORY_MB) * 2**20)) if memory else cpus
+    by_memory = max(1, memory // (STEP_MEMORY_MB * 2**20)) if memory else cpus
     return max(1, min(cpus, by_memory, 4))
 
 

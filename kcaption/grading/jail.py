@@ -161,9 +161,9 @@ def usage(folders):
 class Watchdog(threading.Thread):
     """Kills every process of `uid` as soon as it passes a limit; `broken` then names the limit."""
 
-    def __init__(self, uid, limits, folders, period=0.2):
+    def __init__(self, uid, limits, folder, log, period=0.2):
         super().__init__(daemon=True)
-        self.uid, self.limits, self.folders, self.period = uid, limits, folders, period
+        self.uid, self.limits, self.folder, self.log, self.period = uid, limits, folder, Path(log), period
         self.broken = None
         self.peak_mb = 0.0
         self._stop = threading.Event()
@@ -177,7 +177,11 @@ class Watchdog(threading.Thread):
             return f"memory: {rss_mb:.0f} MB in use, over the limit of {self.limits.memory_mb} MB"
         if len(found) > self.limits.processes:
             return f"processes: {len(found)} at once, over the limit of {self.limits.processes}"
-        written, files = usage(self.folders)
+        printed = self.log.stat().st_size if self.log.exists() else 0
+        if printed >= self.limits.file_mb * 2**20:
+            return f"output: it printed {printed / 2**20:.0f} MB, the limit of one file"
+        written, files = usage([self.folder])
+        written += printed
         if written > self.limits.disk_mb * 2**20:
             return f"disk: {written / 2**20:.0f} MB written, over the limit of {self.limits.disk_mb} MB"
         if files > self.limits.files:

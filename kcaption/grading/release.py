@@ -31,6 +31,8 @@ set -euo pipefail
 cd /autograder/source
 python3 -m pip install --upgrade pip
 python3 -m pip install -e ".[dev]"  # pytest runs the tests
+# The sandbox that runs student code needs util-linux (setpriv, prlimit, unshare) and kill.
+command -v setpriv >/dev/null && command -v prlimit >/dev/null || apt-get install -y util-linux procps
 """
 
 RUN_AUTOGRADER = """\
@@ -42,7 +44,8 @@ SOURCE=/autograder/source
 [ -d "$SOURCE" ] || SOURCE="$(cd "$(dirname "$0")" && pwd)"
 cd "$SOURCE"
 exec "${PYTHON:-python3}" -m kcaption.cli grade "${1:-/autograder/submission}" \\
-    --out "${2:-/autograder/results/results.json}" --timeout "${KCAPTION_STEP_TIMEOUT:-300}"
+    --out "${2:-/autograder/results/results.json}" --timeout "${KCAPTION_STEP_TIMEOUT:-300}" \\
+    --hidden-visibility "${KCAPTION_HIDDEN_VISIBILITY:-after_published}"
 """
 
 AUTOGRADER_README = """\
@@ -51,9 +54,12 @@ AUTOGRADER_README = """\
 Upload `../autograder.zip` to Gradescope ("Configure Autograder", Ubuntu image
 with Python 3.10-3.12). Students upload their `kcaption/` folder, or a zip of it.
 
-Grade a submission locally: `./run_autograder path/to/kcaption results.json`
+Grade a submission locally, as root (student code runs as an unprivileged user
+of its own, which needs root): `sudo ./run_autograder path/to/kcaption results.json`
 (set `PYTHON` to choose the interpreter, `KCAPTION_STEP_TIMEOUT` for seconds
-per graded step).
+per graded step, `KCAPTION_HIDDEN_VISIBILITY` for when students see hidden
+tests' pass/fail: after_published (default), visible, hidden, after_due_date).
+Hardware: 2 CPUs and 4 GB grade a full submission with 2 workers.
 """
 
 

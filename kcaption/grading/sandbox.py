@@ -174,7 +174,7 @@ class SandboxRunner:
         os.close(worker_in)
         os.close(worker_out)
         self.requests, self.answers = os.fdopen(judge_out, "wb"), os.fdopen(judge_in, "rb")
-        self.watchdog = jail.Watchdog(self.uid, self.limits, [self.box, log.name])
+        self.watchdog = jail.Watchdog(self.uid, self.limits, self.box, log.name)
         self.watchdog.start()
         self.phase, self.loaded = phase, set()
         self._call({"op": "setup", "solutions": self._solutions()})
@@ -185,8 +185,8 @@ class SandboxRunner:
         if self.process is None:
             return
         self.watchdog.stop()
+        self.violation = self.violation or self.watchdog.broken or self.watchdog.check()  # one last look
         self.peak_mb = max(self.peak_mb, self.watchdog.peak_mb)
-        self.violation = self.violation or self.watchdog.broken
         for stream in (self.requests, self.answers):
             try:
                 stream.close()

@@ -15,7 +15,7 @@ import pytest
 from submissions import OTHER, TARGET, TESTED, score
 
 from kcaption import steps
-from kcaption.grading import grade, jail, results
+from kcaption.grading import grade, results
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -127,10 +127,14 @@ def test_grading_needs_root_and_says_so(solution_submission, tmp_path):
 
 
 def test_default_workers_follow_cpus_and_memory(monkeypatch):
-    limits = jail.Limits(memory_mb=3000)
-    monkeypatch.setattr(grade.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(grade.os, "sched_getaffinity", lambda pid: set(range(8)))
     monkeypatch.setattr(grade, "_read_first", lambda *paths: None)
     monkeypatch.setattr(grade, "_available_memory", lambda: 64 * 2**30)
-    assert grade.default_workers(limits) == 2
-    monkeypatch.setattr(grade, "_available_memory", lambda: 6 * 2**30)  # one step needs 3000 + 2000 MB
-    assert grade.default_workers(limits) == 1
+    assert grade.default_workers() == 4  # at most 4
+    monkeypatch.setattr(grade.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert grade.default_workers() == 2  # one per CPU
+    monkeypatch.setattr(grade, "_available_memory", lambda: 2 * 2**30)  # one step holds ~1.5 GB
+    assert grade.default_workers() == 1
+    monkeypatch.setattr(grade, "_read_first", lambda *paths: "50000 100000" if "cpu.max" in paths[0] else None)
+    monkeypatch.setattr(grade, "_available_memory", lambda: 64 * 2**30)
+    assert grade.default_workers() == 1  # a cgroup quota of half a CPU
