@@ -16,9 +16,15 @@ def temporal_softmax_loss(logits, targets, ignore_index=0):
 
     Shapes: logits (N, T, V) float, targets (N, T) int -> a scalar.
 
+    Dtype: the loss has the logits' dtype, at least float32: float32 logits give a
+    float32 loss, float64 logits a float64 loss (computed in float64), float16 or
+    bfloat16 logits (mixed precision) a float32 loss.
+
     Hints:
     - Compute log-probabilities stably with `ops.log_softmax` (never log(softmax)),
-      in float32 even if logits are float16.
+      in float32 even if logits are float16 (cast them up), in float64 if they are
+      float64 (do not cast them down): `keras.backend.result_type(logits.dtype, "float32")`
+      is that dtype. Cast the mask and N to it too.
     - Pick the log-probability of each target: `ops.take_along_axis` on the last axis
       (targets need a trailing axis of size 1), or a one-hot product.
     - Ignored positions must contribute exactly 0 (multiply by the mask; make sure

@@ -102,8 +102,8 @@ def layer_contract_report(layer_factory, inputs, *, custom_objects=None):
 
     as_list = inputs if isinstance(inputs, (list, tuple)) else [inputs]
     model_inputs = [keras.Input(shape=np.shape(x)[1:], dtype=np.asarray(x).dtype.name) for x in as_list]
-    model_out = layer(model_inputs if isinstance(inputs, (list, tuple)) else model_inputs[0])
-    model = keras.Model(model_inputs, model_out)
+    model_inputs = model_inputs if isinstance(inputs, (list, tuple)) else model_inputs[0]
+    model = keras.Model(model_inputs, layer(model_inputs))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "layer.keras"
         model.save(path)

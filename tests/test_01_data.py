@@ -1,7 +1,11 @@
 """Lesson 01: data. The graded warm-up (decode_captions), then the kit's data layer.
 
-Only the decode_captions tests are graded; the rest check the vocabulary,
-tokenizers, shapes generator, COCO reader and tf.data pipeline the course runs on.
+The decode_captions tests grade the step; the vocabulary tests count for it too
+(the Vocabulary class is kit code in the step's file, kit_code=True); the rest
+check the tokenizers, shapes generator, COCO reader and tf.data pipeline the
+course runs on. A graded test is a scenario (a plain function that runs the
+student's code on the arguments it gets and returns plain values) and a judge
+(the test: inputs, expected values, verdict); see kcaption/grading/sandbox.py.
 """
 
 import dataclasses
@@ -10,6 +14,7 @@ import json
 import logging
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import zipfile
 from pathlib import Path
@@ -64,8 +69,22 @@ def shapes_vocab():
 # ---------------------------------------------------------------- graded: decode_captions
 
 
+def plain_captions(captions):
+    """What decode_captions returned, as plain data: a str subclass (np.str_) as str, lists and tuples kept."""
+    if isinstance(captions, str):
+        return str(captions)
+    if type(captions) in (list, tuple):
+        return type(captions)(plain_captions(c) for c in captions)
+    return captions
+
+
+def decode(ids, words):
+    """Scenario: decode_captions(ids, Vocabulary(words))."""
+    return plain_captions(decode_captions(ids, Vocabulary(words)))
+
+
 @pytest.mark.step("data.decode_captions")
-def test_decode_captions_batch(vocab):
+def test_decode_captions_batch(student, vocab):
     ids = np.array(
         [
             [1, 4, 5, 6, 2, 0, 0],  # <START> a red circle <END>
@@ -73,64 +92,123 @@ def test_decode_captions_batch(vocab):
             [1, 12, 3, 6, 2, 5, 5],  # <START> the <UNK> circle <END> (then junk after <END>)
         ]
     )
-    got = decode_captions(ids, vocab)
+    got = student.run(decode, ids, vocab.words)
     assert got == ["a red circle", "a blue square to the", "the <UNK> circle"], (
         f"Expected 3 captions; got {got!r}. Drop <NULL>/<START>, stop at <END>, keep <UNK> as a word."
     )
 
 
 @pytest.mark.step("data.decode_captions")
-def test_decode_captions_one_sequence_gives_a_string(vocab):
-    got = decode_captions(np.array([1, 4, 5, 6, 2, 0]), vocab)
+def test_decode_captions_one_sequence_gives_a_string(student, vocab):
+    got = student.run(decode, np.array([1, 4, 5, 6, 2, 0]), vocab.words)
     assert got == "a red circle", f"(T,) ids should give one str, 'a red circle'; got {got!r}."
 
 
 @pytest.mark.step("data.decode_captions")
-def test_decode_captions_ignores_padding_and_start_anywhere(vocab):
-    got = decode_captions(np.array([[0, 1, 4, 0, 5, 2]]), vocab)
+def test_decode_captions_ignores_padding_and_start_anywhere(student, vocab):
+    got = student.run(decode, np.array([[0, 1, 4, 0, 5, 2]]), vocab.words)
     assert got == ["a red"], f"<NULL> and <START> are skipped wherever they are; got {got!r}."
 
 
-# ---------------------------------------------------------------- vocabulary
+# ---------------------------------------------------------------- vocabulary (kit code in decode_captions's file)
 
 
-def test_vocabulary_build_orders_by_count_then_alphabet():
-    vocab = Vocabulary.build(["A red circle.", "a blue circle", "a red square"], min_count=1)
-    assert vocab.words == [*SPECIAL_TOKENS, "a", "circle", "red", ".", "blue", "square"]
-    assert vocab.word_to_id["circle"] == 5 and len(vocab) == 10
-    assert Vocabulary.build(["a red circle", "a blue circle"], min_count=2).words[4:] == [
+def vocabulary_build(captions, min_count):
+    """Scenario: Vocabulary.build(captions, min_count)."""
+    vocab = Vocabulary.build(captions, min_count=min_count)
+    return {"words": vocab.words, "word_to_id": vocab.word_to_id, "len": len(vocab)}
+
+
+def special_ids():
+    """Scenario: the ids of the special tokens."""
+    return NULL, START, END, UNK
+
+
+def vocabulary_words(words):
+    """Scenario: Vocabulary(words).words."""
+    return Vocabulary(words).words
+
+
+def vocabulary_encode(words, caption, max_length):
+    """Scenario: Vocabulary(words).encode(caption, max_length)."""
+    return Vocabulary(words).encode(caption, max_length=max_length)
+
+
+def vocabulary_unknown_words(words, caption):
+    """Scenario: Vocabulary(words).unknown_words(caption)."""
+    return Vocabulary(words).unknown_words(caption)
+
+
+def vocabulary_round_trip(words, caption, max_length):
+    """Scenario: decode(encode(caption))."""
+    vocab = Vocabulary(words)
+    return plain_captions(vocab.decode(vocab.encode(caption, max_length=max_length)))
+
+
+def vocabulary_decode(words, ids):
+    """Scenario: Vocabulary(words).decode(ids)."""
+    return plain_captions(Vocabulary(words).decode(ids))
+
+
+def vocabulary_save_load(words):
+    """Scenario: save a vocabulary to a temporary folder, load it back."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "vocab.json"
+        Vocabulary(words).save(path)
+        loaded = Vocabulary.load(path)
+    return {"words": loaded.words, "word_to_id": loaded.word_to_id}
+
+
+def vocabulary_load_bytes(content):
+    """Scenario: Vocabulary.load on a file bad_vocab.json holding `content`."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "bad_vocab.json"
+        path.write_bytes(content)
+        return Vocabulary.load(path).words
+
+
+@pytest.mark.step("data.decode_captions", kit_code=True)
+def test_vocabulary_build_orders_by_count_then_alphabet(student):
+    built = student.run(vocabulary_build, ["A red circle.", "a blue circle", "a red square"], 1)
+    assert built["words"] == [*SPECIAL_TOKENS, "a", "circle", "red", ".", "blue", "square"]
+    assert built["word_to_id"]["circle"] == 5 and built["len"] == 10
+    assert student.run(vocabulary_build, ["a red circle", "a blue circle"], 2)["words"][4:] == [
         "a",
         "circle",
     ]
-    assert (NULL, START, END, UNK) == (0, 1, 2, 3)
+    assert student.run(special_ids) == (0, 1, 2, 3)
 
 
-def test_vocabulary_encode_pads_marks_and_maps_unknown_words(vocab):
-    ids = vocab.encode("A red hexagon", max_length=7)
+@pytest.mark.step("data.decode_captions", kit_code=True)
+def test_vocabulary_encode_pads_marks_and_maps_unknown_words(student, vocab):
+    ids = student.run(vocabulary_encode, vocab.words, "A red hexagon", 7)
     assert ids.dtype == np.int32 and ids.shape == (7,)
     assert ids.tolist() == [1, 4, 5, 3, 2, 0, 0]
-    assert vocab.encode("a a a a a", max_length=7).tolist() == [1, 4, 4, 4, 4, 4, 2]  # exactly fits
-    assert vocab.unknown_words("a red hexagon , ok") == ["hexagon", ",", "ok"]
+    assert student.run(vocabulary_encode, vocab.words, "a a a a a", 7).tolist() == [1, 4, 4, 4, 4, 4, 2]  # exactly fits
+    assert student.run(vocabulary_unknown_words, vocab.words, "a red hexagon , ok") == ["hexagon", ",", "ok"]
 
 
-def test_vocabulary_encode_rejects_a_too_long_caption_naming_it(vocab):
+@pytest.mark.step("data.decode_captions", kit_code=True)
+def test_vocabulary_encode_rejects_a_too_long_caption_naming_it(student, vocab):
     with pytest.raises(ValueError, match="a red circle to the left of") as info:
-        vocab.encode("a red circle to the left of a blue square", max_length=8)
+        student.run(vocabulary_encode, vocab.words, "a red circle to the left of a blue square", 8)
     assert "max_length=8" in str(info.value)
 
 
-def test_vocabulary_decode_round_trips_encode(vocab):
-    assert vocab.decode(vocab.encode("the blue square", max_length=8)) == "the blue square"
+@pytest.mark.step("data.decode_captions", kit_code=True)
+def test_vocabulary_decode_round_trips_encode(student, vocab):
+    assert student.run(vocabulary_round_trip, vocab.words, "the blue square", 8) == "the blue square"
     with pytest.raises(ValueError, match="decode_captions"):
-        vocab.decode([[1, 4, 2]])
+        student.run(vocabulary_decode, vocab.words, [[1, 4, 2]])
 
 
-def test_vocabulary_save_load_round_trip(vocab, tmp_path):
-    vocab.save(tmp_path / "vocab.json")
-    loaded = Vocabulary.load(tmp_path / "vocab.json")
-    assert loaded.words == vocab.words and loaded.word_to_id == vocab.word_to_id
+@pytest.mark.step("data.decode_captions", kit_code=True)
+def test_vocabulary_save_load_round_trip(student, vocab):
+    loaded = student.run(vocabulary_save_load, vocab.words)
+    assert loaded["words"] == vocab.words and loaded["word_to_id"] == vocab.word_to_id
 
 
+@pytest.mark.step("data.decode_captions", kit_code=True)
 @pytest.mark.parametrize(
     "content, message",
     [
@@ -141,17 +219,16 @@ def test_vocabulary_save_load_round_trip(vocab, tmp_path):
     ],
     ids=["non-utf8", "malformed", "missing-field", "no-specials"],
 )
-def test_vocabulary_load_rejects_bad_files_naming_them(tmp_path, content, message):
-    path = tmp_path / "bad_vocab.json"
-    path.write_bytes(content)
+def test_vocabulary_load_rejects_bad_files_naming_them(student, content, message):
     with pytest.raises(ValueError, match=message) as info:
-        Vocabulary.load(path)
+        student.run(vocabulary_load_bytes, content)
     assert "bad_vocab.json" in str(info.value)
 
 
-def test_vocabulary_rejects_repeated_words():
+@pytest.mark.step("data.decode_captions", kit_code=True)
+def test_vocabulary_rejects_repeated_words(student):
     with pytest.raises(ValueError, match="repeated"):
-        Vocabulary([*SPECIAL_TOKENS, "a", "a"])
+        student.run(vocabulary_words, [*SPECIAL_TOKENS, "a", "a"])
 
 
 # ---------------------------------------------------------------- tokenize

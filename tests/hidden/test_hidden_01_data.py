@@ -13,47 +13,72 @@ def vocab():
     return Vocabulary([*SPECIAL_TOKENS, "a", "dog", "on", "grass"])
 
 
+def plain_captions(captions):
+    """What decode_captions returned, as plain data: a str subclass (np.str_) as str, lists and tuples kept."""
+    if isinstance(captions, str):
+        return str(captions)
+    if type(captions) in (list, tuple):
+        return type(captions)(plain_captions(c) for c in captions)
+    return captions
+
+
+def decode(ids, words):
+    """Scenario: decode_captions(ids, Vocabulary(words)) (ids: an array or a plain list)."""
+    return plain_captions(decode_captions(ids, Vocabulary(words)))
+
+
+def decode_tensor(ids, words):
+    """Scenario: decode_captions on a tf.Tensor of the ids (same dtype)."""
+    return plain_captions(decode_captions(tf.constant(ids), Vocabulary(words)))
+
+
+def decode_types(ids, words):
+    """Scenario: the types decode_captions returns (the list, its first item)."""
+    got = decode_captions(ids, Vocabulary(words))
+    return repr(type(got)), repr(type(got[0]))
+
+
 @pytest.mark.step("data.decode_captions")
-def test_one_row_batch_gives_a_list_of_one(vocab):
-    got = decode_captions(np.array([[1, 4, 5, 2]]), vocab)
+def test_one_row_batch_gives_a_list_of_one(student, vocab):
+    got = student.run(decode, np.array([[1, 4, 5, 2]]), vocab.words)
     assert got == ["a dog"], f"(1, T) ids should give a list with one caption; got {got!r}."
 
 
 @pytest.mark.step("data.decode_captions")
-def test_one_time_step(vocab):
-    assert decode_captions(np.array([[5], [2], [0]]), vocab) == ["dog", "", ""]
-    assert decode_captions(np.array([7]), vocab) == "grass"
+def test_one_time_step(student, vocab):
+    assert student.run(decode, np.array([[5], [2], [0]]), vocab.words) == ["dog", "", ""]
+    assert student.run(decode, np.array([7]), vocab.words) == "grass"
 
 
 @pytest.mark.step("data.decode_captions")
-def test_all_padding_gives_empty_strings(vocab):
-    assert decode_captions(np.zeros((3, 6), dtype=np.int32), vocab) == ["", "", ""]
+def test_all_padding_gives_empty_strings(student, vocab):
+    assert student.run(decode, np.zeros((3, 6), dtype=np.int32), vocab.words) == ["", "", ""]
 
 
 @pytest.mark.step("data.decode_captions")
-def test_end_first_gives_an_empty_caption(vocab):
-    got = decode_captions(np.array([[2, 4, 5, 6, 7], [1, 2, 4, 5, 2]]), vocab)
+def test_end_first_gives_an_empty_caption(student, vocab):
+    got = student.run(decode, np.array([[2, 4, 5, 6, 7], [1, 2, 4, 5, 2]]), vocab.words)
     assert got == ["", ""], f"Everything after the first <END> is dropped; got {got!r}."
 
 
 @pytest.mark.step("data.decode_captions")
-def test_without_end_every_word_is_kept(vocab):
-    assert decode_captions(np.array([[1, 4, 5, 6, 4, 7]]), vocab) == ["a dog on a grass"]
+def test_without_end_every_word_is_kept(student, vocab):
+    assert student.run(decode, np.array([[1, 4, 5, 6, 4, 7]]), vocab.words) == ["a dog on a grass"]
 
 
 @pytest.mark.step("data.decode_captions")
-def test_tensorflow_and_int64_ids(vocab):
+def test_tensorflow_and_int64_ids(student, vocab):
     ids = [[1, 4, 5, 6, 7, 2, 0], [1, 5, 3, 2, 0, 0, 0]]
     expected = ["a dog on grass", "dog <UNK>"]
-    assert decode_captions(tf.constant(ids, dtype=tf.int32), vocab) == expected
-    assert decode_captions(np.array(ids, dtype=np.int64), vocab) == expected
-    assert decode_captions(tf.constant(ids[0], dtype=tf.int64), vocab) == expected[0]
-    assert decode_captions(ids, vocab) == expected  # a plain list
+    assert student.run(decode_tensor, np.array(ids, dtype=np.int32), vocab.words) == expected
+    assert student.run(decode, np.array(ids, dtype=np.int64), vocab.words) == expected
+    assert student.run(decode_tensor, np.array(ids[0], dtype=np.int64), vocab.words) == expected[0]
+    assert student.run(decode, ids, vocab.words) == expected  # a plain list
 
 
 @pytest.mark.step("data.decode_captions")
-def test_returns_python_strings(vocab):
-    got = decode_captions(np.array([[1, 4, 2]], dtype=np.uint8), vocab)
-    assert type(got) is list and type(got[0]) is str, (
-        f"Return a list of str; got {type(got)} of {type(got[0])}."
+def test_returns_python_strings(student, vocab):
+    got_type, item_type = student.run(decode_types, np.array([[1, 4, 2]], dtype=np.uint8), vocab.words)
+    assert got_type == repr(list) and item_type == repr(str), (
+        f"Return a list of str; got {got_type} of {item_type}."
     )

@@ -157,7 +157,7 @@ def test_unmarked_test_needing_a_stub_is_skipped_naming_the_step():
     """In a handout, a non-graded test that runs a stub says which step to implement."""
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
-         "tests/test_01_data.py::test_vocabulary_decode_round_trips_encode"],
+         "tests/test_01_data.py::test_pipeline_first_and_random_captions"],
         capture_output=True, text=True, cwd=REPO, env={**os.environ, steps.SOLUTIONS_ENV: "0"},
     )
     assert result.returncode == 0, result.stdout[-2000:]

@@ -54,7 +54,37 @@ MUTANTS = [
         new="return ops.take(ops.transpose(self.W_embed), ids % ops.shape(self.W_embed)[1], axis=0)",
         why="looks up columns of a transposed matrix",
     ),
+    Edit(
+        "embedding.forward",
+        old="        return ops.take(self.W_embed, ids, axis=0)",
+        new='        return ops.cast(ops.take(ops.cast(self.W_embed, "float32"), ids, axis=0), self.compute_dtype)',
+        why="gathers from a float32 copy of W_embed and casts back: float64 rows lose their last digits",
+    ),
     # loss.temporal_softmax
+    Edit(
+        "loss.temporal_softmax",
+        old='keras.backend.result_type(logits.dtype, "float32")',
+        new='"float32"',
+        why="always computes in float32: float64 logits give a float32 loss with float32 precision",
+    ),
+    Edit(
+        "loss.temporal_softmax",
+        old='keras.backend.result_type(logits.dtype, "float32")',
+        new='"float64"',
+        why="computes everything in float64 to be safe: float32 logits give a float64 loss",
+    ),
+    Edit(
+        "loss.temporal_softmax",
+        old="    log_probs = ops.log_softmax(logits, axis=-1)",
+        new='    log_probs = ops.cast(ops.log_softmax(ops.cast(logits, "float32"), axis=-1), dtype)',
+        why="takes the log-softmax in float32 and casts back: the right dtype, float32 precision",
+    ),
+    Edit(
+        "loss.temporal_softmax",
+        old='keras.backend.result_type(logits.dtype, "float32")',
+        new="keras.backend.standardize_dtype(logits.dtype)",
+        why="computes in the logits' own dtype, float16 included: a float16 loss under mixed precision",
+    ),
     Edit(
         "loss.temporal_softmax",
         old="return -ops.sum(picked * mask) / batch_size",
