@@ -3,7 +3,14 @@
 References are independent of the code under test: `keras.layers.Attention`
 for the attention, `keras.layers.LSTMCell` on [x, context] for the cell (the
 context's Wattn is just more input rows of the LSTM kernel).
+
+A graded test is a scenario (a plain function that runs the student's code on
+the arguments it gets and returns plain values) and a judge (the test: inputs,
+expected values, verdict); see kcaption/grading/sandbox.py.
 """
+
+import tempfile
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -44,17 +51,35 @@ def _cell_weights():
 def _reference_step(x, h_prev, c_prev, A, weights):
     Wx, Wh, Wattn, b = weights
     context, attn = _reference_attention(h_prev, A)
-    cell = keras.layers.LSTMCell(H)
-    cell.build((None, D + H))
+    units = h_prev.shape[1]
+    cell = keras.layers.LSTMCell(units)
+    cell.build((None, x.shape[1] + units))
     cell.set_weights([np.concatenate([Wx, Wattn]), Wh, b])
     h, (_, c) = cell(np.concatenate([x, context], axis=1), [h_prev, c_prev])
     return np.asarray(h), np.asarray(c), attn
 
 
+def _reference_sequence(x, A, weights, h0=None, c0=None):
+    """The hidden states and attention weights (N, T, H), (N, T, L) of every step, from h0 = c0 = mean of A."""
+    h = A.mean(axis=1) if h0 is None else h0
+    c = A.mean(axis=1) if c0 is None else c0
+    hs, attns = [], []
+    for t in range(x.shape[1]):
+        h, c, attn = _reference_step(x[:, t], h, c, A, weights)
+        hs.append(h)
+        attns.append(attn)
+    return np.stack(hs, axis=1), np.stack(attns, axis=1)
+
+
+def attend(h_prev, A):
+    """Scenario: the student's dot_product_attention."""
+    return dot_product_attention(h_prev, A)
+
+
 @pytest.mark.step("attention.dot_product")
-def test_dot_product_attention_matches_keras_attention():
+def test_dot_product_attention_matches_keras_attention(student):
     A, h_prev = _features(), _values((N, H), -1.5, 2.0)
-    context, weights = dot_product_attention(h_prev, A)
+    context, weights = student.run(attend, h_prev, A)
     expected_context, expected_weights = _reference_attention(h_prev, A)
     assert_close(weights, expected_weights, atol=1e-6, what="weights",
                  hint="scores = A h_prev / sqrt(H), softmax over the L positions (axis=-1).")
@@ -63,22 +88,28 @@ def test_dot_product_attention_matches_keras_attention():
 
 
 @pytest.mark.step("attention.dot_product")
-def test_attention_weights_are_a_distribution():
-    _, weights = dot_product_attention(_values((N, H), -3, 3), _features() * 10)
+def test_attention_weights_are_a_distribution(student):
+    _, weights = student.run(attend, _values((N, H), -3, 3), _features() * 10)
     weights = np.asarray(weights)
     assert weights.shape == (N, L), f"weights: expected shape {(N, L)}, got {weights.shape}."
     assert_close(weights.sum(axis=1), np.ones(N), atol=1e-5, what="weights summed over L",
                  hint="Softmax over the L positions, not over the batch.")
 
 
+def attention_cell_step(x, h_prev, c_prev, A, weights):
+    """Scenario: one AttentionLSTMCell step holding `weights` [Wx, Wh, Wattn, b]."""
+    cell = AttentionLSTMCell(h_prev.shape[1])
+    cell.build((None, x.shape[1]))
+    cell.set_weights(weights)
+    h, (h_again, c, A_again) = cell(x, [h_prev, c_prev, A])
+    return h, h_again, c, A_again
+
+
 @pytest.mark.step("attention.lstm_cell")
-def test_attention_lstm_cell_matches_keras_lstm_cell_on_x_and_context():
+def test_attention_lstm_cell_matches_keras_lstm_cell_on_x_and_context(student):
     x, A = _values((N, D), -1, 1), _features()
     h_prev, c_prev = _values((N, H), 0.5, -0.5), _values((N, H), -0.3, 0.7)
-    cell = AttentionLSTMCell(H)
-    cell.build((None, D))
-    cell.set_weights(_cell_weights())
-    h, (h_again, c, A_again) = cell(x, [h_prev, c_prev, A])
+    h, h_again, c, A_again = student.run(attention_cell_step, x, h_prev, c_prev, A, _cell_weights())
     expected_h, expected_c, _ = _reference_step(x, h_prev, c_prev, A, _cell_weights())
     hint = "Attend with h_prev first; z = x Wx + h_prev Wh + context Wattn + b; gates i, f, g, o."
     assert_close(c, expected_c, atol=1e-5, what="next c", hint=hint)
@@ -87,28 +118,38 @@ def test_attention_lstm_cell_matches_keras_lstm_cell_on_x_and_context():
     assert_close(A_again, A, what="states[2]", hint="Pass the features A on unchanged.")
 
 
-def test_cell_weights_follow_the_course_layout():
-    cell = AttentionLSTMCell(H)
-    cell.build((None, D))
-    names = [w.name for w in cell.weights]
-    shapes = [tuple(w.shape) for w in cell.weights]
+def cell_weight_layout(units, input_dim):
+    """Scenario: the names and shapes of the weights AttentionLSTMCell.build creates."""
+    cell = AttentionLSTMCell(units)
+    cell.build((None, input_dim))
+    return [w.name for w in cell.weights], [tuple(w.shape) for w in cell.weights]
+
+
+@pytest.mark.step("attention.lstm_cell", kit_code=True)
+def test_cell_weights_follow_the_course_layout(student):
+    names, shapes = student.run(cell_weight_layout, H, D)
     assert names == ["Wx", "Wh", "Wattn", "b"], names
     assert shapes == [(D, 4 * H), (H, 4 * H), (H, 4 * H), (4 * H,)], shapes
 
 
-def _attention_lstm():
-    """An AttentionLSTM over (N, T, D) inputs, with the fixed weights of `_cell_weights`."""
-    lstm = AttentionLSTM(H)
-    lstm.build((None, T, D))
-    lstm.set_weights(_cell_weights())
+def _attention_lstm(weights, input_dim):
+    """An AttentionLSTM over (N, T, input_dim) inputs, holding the cell weights `weights`."""
+    lstm = AttentionLSTM(weights[1].shape[0])
+    lstm.build((None, None, input_dim))
+    lstm.set_weights(weights)
     return lstm
 
 
+def attention_lstm_sequence(x, A, weights):
+    """Scenario: an AttentionLSTM from attention_initial_state(A), returning its attention too."""
+    lstm = _attention_lstm(weights, x.shape[2])
+    return lstm(x, attention_initial_state(A), return_attention=True)
+
+
 @pytest.mark.step("attention.lstm_cell")
-def test_attention_lstm_runs_the_cell_over_the_sequence():
+def test_attention_lstm_runs_the_cell_over_the_sequence(student):
     x, A = _values((N, T, D), -1, 1), _features()
-    lstm = _attention_lstm()
-    h_seq, attn_seq = lstm(x, attention_initial_state(A), return_attention=True)
+    h_seq, attn_seq = student.run(attention_lstm_sequence, x, A, _cell_weights())
     assert tuple(h_seq.shape) == (N, T, H) and tuple(attn_seq.shape) == (N, T, L)
     h = c = A.mean(axis=1)  # the default initial state
     for t in range(T):
@@ -117,34 +158,87 @@ def test_attention_lstm_runs_the_cell_over_the_sequence():
         assert_close(attn_seq[:, t], attn, atol=1e-5, what=f"attention weights at step {t}")
 
 
+def attention_lstm_with_and_without_mask(x, A, weights, mask):
+    """Scenario: one AttentionLSTM over `x`, with `mask`, then without."""
+    lstm = _attention_lstm(weights, x.shape[2])
+    return lstm(x, attention_initial_state(A), mask=mask), lstm(x, attention_initial_state(A))
+
+
 @pytest.mark.step("attention.lstm_cell")
-def test_attention_lstm_carries_states_over_masked_steps():
+def test_attention_lstm_carries_states_over_masked_steps(student):
     x, A = _values((N, T, D), -1, 1), _features()
-    lstm = _attention_lstm()
     mask = np.ones((N, T), bool)
     mask[0, 4:] = False
-    h_seq = np.asarray(lstm(x, attention_initial_state(A), mask=mask))
-    full = np.asarray(lstm(x, attention_initial_state(A)))
+    h_seq, full = student.run(attention_lstm_with_and_without_mask, x, A, _cell_weights(), mask)
     assert_close(h_seq[0, 4:], np.repeat(h_seq[0, 3:4], T - 4, axis=0), what="h at masked steps")
     assert_close(h_seq[1:], full[1:], what="h of unmasked captions")
+    expected, _ = _reference_sequence(x, A, _cell_weights())
+    assert_close(full, expected, atol=1e-5, what="h without a mask",
+                 hint="Attend with h_prev first; z = x Wx + h_prev Wh + context Wattn + b; gates i, f, g, o.")
+    assert_close(h_seq[0, :4], expected[0, :4], atol=1e-5, what="h before the masked steps")
+
+
+def attention_lstm_save_and_load(x, A, weights):
+    """Scenario: a model around an AttentionLSTM holding `weights`, then its .keras save/load copy."""
+    x_in, A_in = keras.Input(x.shape[1:]), keras.Input(A.shape[1:])
+    model = keras.Model([x_in, A_in], AttentionLSTM(weights[1].shape[0])(x_in, attention_initial_state(A_in)))
+    model.set_weights(weights)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "attn.keras"
+        model.save(path)
+        loaded = keras.models.load_model(path)
+    return loaded([x, A]), model([x, A])
 
 
 @pytest.mark.step("attention.lstm_cell")
-def test_attention_lstm_saves_and_loads(tmp_path):
-    x = keras.Input((T, D))
-    A = keras.Input((L, H))
-    model = keras.Model([x, A], AttentionLSTM(H)(x, attention_initial_state(A)))
-    inputs = [_values((N, T, D)), _features()]
-    path = tmp_path / "attn.keras"
-    model.save(path)
-    loaded = keras.models.load_model(path)
-    assert_close(loaded(inputs), model(inputs), atol=1e-6, what="output after .keras save/load")
+def test_attention_lstm_saves_and_loads(student):
+    x, A = _values((N, T, D)), _features()
+    reloaded, original = student.run(attention_lstm_save_and_load, x, A, _cell_weights())
+    assert_close(reloaded, original, atol=1e-6, what="output after .keras save/load")
+    assert_close(original, _reference_sequence(x, A, _cell_weights())[0], atol=1e-5, what="output before saving")
 
 
+def make_attention_layer(name, units):
+    """Scenario: construct AttentionLSTMCell or AttentionLSTM (by class name) with `units`."""
+    {"AttentionLSTMCell": AttentionLSTMCell, "AttentionLSTM": AttentionLSTM}[name](units)
+
+
+@pytest.mark.step("attention.lstm_cell", kit_code=True)
 @pytest.mark.parametrize("layer", [AttentionLSTMCell, AttentionLSTM])
-def test_bad_units_are_a_clear_error(layer):
+def test_bad_units_are_a_clear_error(student, layer):
     with pytest.raises(ValueError, match="Received: units=-3"):
-        layer(-3)
+        student.run(make_attention_layer, layer.__name__, -3)
+
+
+def initial_state(A):
+    """Scenario: attention_initial_state(A)."""
+    return attention_initial_state(A)
+
+
+@pytest.mark.step("attention.lstm_cell", kit_code=True)
+def test_attention_initial_state_is_the_mean_of_the_features(student):
+    A = _features()
+    h0, c0, A_again = student.run(initial_state, A)
+    assert_close(h0, A.mean(axis=1), atol=1e-6, what="h0", hint="h0 = mean of A over the L positions.")
+    assert_close(c0, A.mean(axis=1), atol=1e-6, what="c0", hint="c0 = h0.")
+    assert_close(A_again, A, atol=0, what="the features passed on")
+
+
+def config_round_trip(name, kwargs):
+    """Scenario: get_config() of a layer made with `kwargs`, and of its from_config copy (those keys only)."""
+    layer = {"AttentionLSTMCell": AttentionLSTMCell, "AttentionLSTM": AttentionLSTM}[name](**kwargs)
+    config = layer.get_config()
+    again = type(layer).from_config(config).get_config()
+    return {key: config.get(key) for key in kwargs}, {key: again.get(key) for key in kwargs}
+
+
+@pytest.mark.step("attention.lstm_cell", kit_code=True)
+@pytest.mark.parametrize("layer", [AttentionLSTMCell, AttentionLSTM])
+def test_layers_round_trip_their_config(student, layer):
+    kwargs = {"units": 7, "name": "attention"}
+    config, again = student.run(config_round_trip, layer.__name__, kwargs)
+    assert config == kwargs, f"{layer.__name__}.get_config(): expected {kwargs}, got {config}."
+    assert again == kwargs, f"{layer.__name__}.from_config(get_config()).get_config(): expected {kwargs}, got {again}."
 
 
 # Attention localisation score and overlays (not graded) -------------------------
@@ -240,26 +334,59 @@ def test_attention_overlay_writes_a_png(tmp_path):
 # The attention LSTM captioner ---------------------------------------------------
 
 
-@pytest.mark.step("attention.lstm_cell")
-def test_attention_captioner_fits_samples_and_saves(tmp_path):
+def _attention_captioner(vocab_size, embed_dim, hidden_dim):
     from kcaption.models import build_captioner
+
+    return build_captioner("attn", vocab_size, embed_dim=embed_dim, hidden_dim=hidden_dim)
+
+
+def attention_captioner_sample(images, captions, vocab_size, embed_dim, hidden_dim, max_length):
+    """Scenario: an attention captioner (its initial weights): logits, greedy sampling with its
+    attention, a .keras save/load copy, and the weights it holds."""
     from kcaption.viz.attention import sample_with_attention
 
-    model = build_captioner("attn", 12, embed_dim=8, hidden_dim=16)
+    model = _attention_captioner(vocab_size, embed_dim, hidden_dim)
+    logits = model((images, captions))
+    ids, attention = sample_with_attention(model, images, max_length=max_length)
+    with tempfile.TemporaryDirectory() as folder:
+        model.save(Path(folder) / "attn.keras")
+        loaded = keras.models.load_model(Path(folder) / "attn.keras")
+    return {
+        "logits": logits, "ids": ids, "attention": attention, "weights": model.get_weights(),
+        "reloaded": loaded((images, captions)), "original": model((images, captions)),
+    }
+
+
+def attention_captioner_teacher_forced(images, captions_in, weights, vocab_size, embed_dim, hidden_dim):
+    """Scenario: the same captioner holding `weights`, teacher-forced on `captions_in`: its LSTM's
+    attention, and what the LSTM was fed (the projected features A, the embedded words, its weights)."""
+    model = _attention_captioner(vocab_size, embed_dim, hidden_dim)
+    model((images, captions_in))
+    model.set_weights(weights)
+    A = model.feature_projection(model.encode(images))
+    embedded = model.embedding(captions_in)
+    _, attention = model.rnn(embedded, initial_state=model.initial_state(A), return_attention=True)
+    return {"attention": attention, "A": A, "embedded": embedded, "cell_weights": model.rnn.get_weights()}
+
+
+@pytest.mark.step("attention.lstm_cell")
+def test_attention_captioner_fits_samples_and_saves(student):
     images = _values((2, 64, 64, 3), 0.0, 1.0)
     captions = np.array([[1, 4, 5, 6, 2, 0], [1, 7, 8, 2, 0, 0]], "int32")
-    assert tuple(model((images, captions)).shape) == (2, 6, 12)
-    ids, attention = sample_with_attention(model, images, max_length=5)
+    run = student.run(attention_captioner_sample, images, captions, 12, 8, 16, 5)
+    assert tuple(run["logits"].shape) == (2, 6, 12)
+    ids, attention = run["ids"], run["attention"]
     assert ids.shape == (2, 5) and attention.shape == (2, 5, 16)
     assert_close(attention.sum(-1), np.ones((2, 5)), atol=1e-5, what="attention weights summed over the grid")
     # The weights recorded while sampling are those of a teacher-forced pass over the sampled words.
     captions_in = np.concatenate([np.ones((2, 1), "int32"), ids[:, :-1]], axis=1)
-    A = model.feature_projection(model.encode(images))
-    _, teacher_forced = model.rnn(model.embedding(captions_in), initial_state=model.initial_state(A), return_attention=True)
-    assert_close(attention, teacher_forced, atol=1e-5, what="attention while sampling vs teacher forcing")
-    model.save(tmp_path / "attn.keras")
-    loaded = keras.models.load_model(tmp_path / "attn.keras")
-    assert_close(loaded((images, captions)), model((images, captions)), atol=1e-5, what="logits after save/load")
+    forced = student.run(attention_captioner_teacher_forced, images, captions_in, run["weights"], 12, 8, 16)
+    assert_close(attention, forced["attention"], atol=1e-5, what="attention while sampling vs teacher forcing")
+    # ... and those of the reference LSTM, fed the same words and features.
+    _, expected = _reference_sequence(forced["embedded"], forced["A"], forced["cell_weights"])
+    assert_close(attention, expected, atol=1e-5, what="attention while sampling vs the reference LSTM",
+                 hint="Attend with h_prev first; z = x Wx + h_prev Wh + context Wattn + b; gates i, f, g, o.")
+    assert_close(run["reloaded"], run["original"], atol=1e-5, what="logits after save/load")
 
 
 @pytest.mark.slow

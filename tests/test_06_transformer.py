@@ -2,9 +2,15 @@
 
 References: keras_hub.layers.SinePositionEncoding, keras.layers.MultiHeadAttention
 and keras_hub.layers.TransformerDecoder with the same weights copied in.
+
+A graded test is a scenario (a plain function that runs the student's code on
+the arguments it gets and returns plain values) and a judge (the test: inputs,
+expected values, verdict); see kcaption/grading/sandbox.py.
 """
 
 import itertools
+import tempfile
+from pathlib import Path
 
 import keras
 import keras_hub
@@ -27,77 +33,139 @@ def _wavy(shape, scale=1.0):
     return (np.sin(_values(shape, -7.0, 7.0) * 3.1) * scale).astype("float32")
 
 
+def _set_weights(layer, weights):
+    """`layer.set_weights(weights)`, each reshaped to the layer's own shape (same numbers, same order)."""
+    layer.set_weights([np.reshape(w, tuple(v.shape)) for w, v in zip(weights, layer.weights)])
+
+
 # Positional encoding ---------------------------------------------------------
 
 
+def positional_encoding(x, max_len, dropout=0.0, trainings=(False,)):
+    """Scenario: one PositionalEncoding(max_len, D) layer on `x` (N, T, D), called once per flag in `trainings`."""
+    layer = PositionalEncoding(max_len=max_len, embed_dim=x.shape[-1], dropout=dropout)
+    return [layer(x, training=training) for training in trainings]
+
+
 @pytest.mark.step("transformer.positional_encoding")
-def test_positional_encoding_matches_keras_hub():
+def test_positional_encoding_matches_keras_hub(student):
     x = _wavy((N, 17, 16))
-    out = PositionalEncoding(max_len=17, embed_dim=16)(x, training=False)
+    (out,) = student.run(positional_encoding, x, 17)
     expected = x + np.asarray(keras_hub.layers.SinePositionEncoding()(x))
     assert_close(out, expected, atol=1e-5, what="inputs + PE",
                  hint="Even dimensions 2k: sin(t / 10000^(2k/D)); odd dimensions 2k+1: cos of the same angle.")
 
 
 @pytest.mark.step("transformer.positional_encoding")
-def test_positional_encoding_uses_dropout_only_in_training():
+def test_positional_encoding_uses_dropout_only_in_training(student):
     x = np.ones((4, 6, 8), "float32")
-    layer = PositionalEncoding(max_len=6, embed_dim=8, dropout=0.5)
+    inference, dropped = student.run(positional_encoding, x, 6, dropout=0.5, trainings=(False, True))
     reference = x + np.asarray(keras_hub.layers.SinePositionEncoding()(x))
-    assert_close(layer(x, training=False), reference, atol=1e-5, what="output with training=False",
+    assert_close(inference, reference, atol=1e-5, what="output with training=False",
                  hint="No dropout at inference.")
-    dropped = np.asarray(layer(x, training=True))
+    dropped = np.asarray(dropped)
     assert np.mean(dropped == 0) > 0.2, "training=True: expected about half of the values dropped to 0."
+    # Exactly what dropout did: every value is either dropped to 0 or kept and scaled by 1 / (1 - 0.5) = 2.
+    kept = dropped != 0
+    assert np.mean(kept) > 0.2, f"training=True: expected about half of the values kept, got {np.mean(kept):.0%}."
+    assert_close(dropped[kept], 2 * reference[kept], atol=1e-5, what="values kept by dropout (training=True)",
+                 hint="Dropout scales what it keeps by 1/(1-rate) = 2: apply self.dropout_layer to inputs + PE.")
+    (no_dropout,) = student.run(positional_encoding, x, 6, dropout=0.0, trainings=(True,))
+    assert_close(no_dropout, reference, atol=1e-5, what="output with dropout=0 and training=True",
+                 hint="With dropout=0, training=True must give the inference output.")
 
 
-def test_positional_encoding_rejects_too_long_sequences():
+@pytest.mark.step("transformer.positional_encoding", kit_code=True)
+def test_positional_encoding_rejects_too_long_sequences(student):
     with pytest.raises(ValueError, match="max_len=4"):
-        PositionalEncoding(max_len=4, embed_dim=8)(np.zeros((1, 5, 8), "float32"))
+        student.run(positional_encoding, np.zeros((1, 5, 8), "float32"), 4)
     with pytest.raises(ValueError, match="Received: embed_dim=7"):
-        PositionalEncoding(max_len=4, embed_dim=7)
+        student.run(positional_encoding, np.zeros((1, 4, 7), "float32"), 4)
 
 
 # Multi-head attention ---------------------------------------------------------
 
 
-def _mha_pair(dropout=0.0, drop_head=0.0, value_dim=E):
-    """Our layer and keras.layers.MultiHeadAttention holding the same weights."""
-    ours = MultiHeadAttention(E, HEADS, dropout=dropout, drop_head=drop_head, seed=1)
-    ours.build((None, T, E), (None, S, value_dim))
-    d = E // HEADS
+def multi_head_attention(weights, calls, num_heads=HEADS, dropout=0.0, drop_head=0.0, seed=1, dtype=None):
+    """Scenario: one MultiHeadAttention holding `weights` [Wq, bq, Wk, bk, Wv, bv, Wo, bo],
+    called with each dict of call arguments in `calls` (query and value included)."""
+    Wq, _, Wk, _, Wv, *_ = weights
+    layer = MultiHeadAttention(Wq.shape[1], num_heads, dropout=dropout, drop_head=drop_head, seed=seed, dtype=dtype)
+    layer.build((None, None, Wq.shape[0]), (None, None, Wv.shape[0]), (None, None, Wk.shape[0]))
+    _set_weights(layer, weights)
+    return [layer(call.pop("query"), call.pop("value"), **call) for call in calls]
+
+
+def _mha_weights(value_dim=E):
+    """Fixed weights for our layer: W (E_in, E), b (E,), in the order Wq, bq, Wk, bk, Wv, bv, Wo, bo."""
     weights = [_wavy((value_dim if i in (2, 4) else E, E), 0.4) if i % 2 == 0 else _values((E,), -0.1, 0.1 * i)
                for i in range(8)]
     weights[0] = _wavy((E, E), 0.5)[::-1].copy()
-    ours.set_weights(weights)
-    keras_mha = keras.layers.MultiHeadAttention(HEADS, d, dropout=dropout)
-    keras_mha(np.zeros((1, T, E), "float32"), np.zeros((1, S, value_dim), "float32"))
+    return weights
+
+
+def _keras_mha(weights, dropout=0.0):
+    """keras.layers.MultiHeadAttention holding `weights` (ours, the kernels split per head)."""
     Wq, bq, Wk, bk, Wv, bv, Wo, bo = weights
+    d = E // HEADS
+    keras_mha = keras.layers.MultiHeadAttention(HEADS, d, dropout=dropout)
+    keras_mha(np.zeros((1, T, E), "float32"), np.zeros((1, S, Wv.shape[0]), "float32"),
+              np.zeros((1, S, Wk.shape[0]), "float32"))
     keras_mha.set_weights([
-        Wq.reshape(E, HEADS, d), bq.reshape(HEADS, d), Wk.reshape(value_dim, HEADS, d), bk.reshape(HEADS, d),
-        Wv.reshape(value_dim, HEADS, d), bv.reshape(HEADS, d), Wo.reshape(HEADS, d, E), bo,
+        Wq.reshape(E, HEADS, d), bq.reshape(HEADS, d), Wk.reshape(-1, HEADS, d), bk.reshape(HEADS, d),
+        Wv.reshape(-1, HEADS, d), bv.reshape(HEADS, d), Wo.reshape(HEADS, d, E), bo,
     ])
-    return ours, keras_mha
+    return keras_mha
+
+
+KEYS = 3  # keys of the "readable" layer below (fewer than d = E / HEADS = 4)
+
+
+def _readable_weights():
+    """Weights that make the output show each head's attention weights, as dropout left them.
+
+    The values are one-hot (`_one_hot_values`); Wv copies value s into every head as [e_s, 1], so head i
+    outputs [w_0, w_1, w_2, w_0 + w_1 + w_2] (its weights over the 3 keys and their sum), and Wo = I.
+    """
+    per_head = np.concatenate([np.eye(KEYS), np.ones((KEYS, E // HEADS - KEYS))], axis=1)  # (KEYS, d)
+    Wv = np.tile(per_head, (1, HEADS)).astype("float32")  # (KEYS, E)
+    zeros = np.zeros(E, "float32")
+    return [_wavy((E, E), 0.5), _values((E,), -0.1, 0.1), _wavy((KEYS, E), 0.8), _values((E,), -0.3, 0.2),
+            Wv, zeros, np.eye(E, dtype="float32"), zeros]
+
+
+def _one_hot_values(n):
+    return np.tile(np.eye(KEYS, dtype="float32"), (n, 1, 1))  # (n, KEYS, KEYS)
+
+
+def _per_head(output):
+    """A readable layer's output (n, T, E) as (n, h, T, d): [weights over the keys..., their sum] per head."""
+    n, t, _ = output.shape
+    return np.asarray(output).reshape(n, t, HEADS, E // HEADS).transpose(0, 2, 1, 3)
 
 
 @pytest.mark.step("transformer.multi_head_attention")
-def test_multi_head_attention_matches_keras():
+def test_multi_head_attention_matches_keras(student):
     query, value = _wavy((N, T, E)), _wavy((N, S, 10)) * 2
-    ours, keras_mha = _mha_pair(value_dim=10)
-    out, weights = ours(query, value, return_attention_scores=True, training=False)
-    expected, expected_weights = keras_mha(query, value, return_attention_scores=True, training=False)
+    weights = _mha_weights(value_dim=10)
+    ((out, attention),) = student.run(multi_head_attention, weights, [
+        dict(query=query, value=value, return_attention_scores=True, training=False)])
+    expected, expected_weights = _keras_mha(weights)(query, value, return_attention_scores=True, training=False)
     hint = "Split E into h heads of d = E/h, scale the scores by 1/sqrt(d), softmax over the keys."
-    assert_close(weights, expected_weights, atol=1e-5, what="attention weights (N, h, T, S)", hint=hint)
+    assert_close(attention, expected_weights, atol=1e-5, what="attention weights (N, h, T, S)", hint=hint)
     assert_close(out, expected, atol=1e-5, what="output", hint=hint)
 
 
 @pytest.mark.step("transformer.multi_head_attention")
-def test_multi_head_attention_with_causal_and_padding_masks_matches_keras():
+def test_multi_head_attention_with_causal_and_padding_masks_matches_keras(student):
     x = _wavy((N, T, E))
     padding = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
     mask = np.asarray(causal_mask(T))[None] & padding[:, None, :]  # (N, T, T)
-    ours, keras_mha = _mha_pair()
-    out, weights = ours(x, x, attention_mask=mask, return_attention_scores=True)
-    ours_2d = ours(x, x, attention_mask=np.asarray(causal_mask(T)))
+    (out, weights), ours_2d = student.run(multi_head_attention, _mha_weights(), [
+        dict(query=x, value=x, attention_mask=mask, return_attention_scores=True),
+        dict(query=x, value=x, attention_mask=np.asarray(causal_mask(T))),
+    ])
+    keras_mha = _keras_mha(_mha_weights())
     expected, expected_weights = keras_mha(x, x, attention_mask=mask, return_attention_scores=True)
     hint = "Set scores to -1e9 where the mask is False, before the softmax."
     assert_close(weights, expected_weights, atol=1e-5, what="masked attention weights", hint=hint)
@@ -107,39 +175,64 @@ def test_multi_head_attention_with_causal_and_padding_masks_matches_keras():
 
 
 @pytest.mark.step("transformer.multi_head_attention")
-def test_fully_masked_rows_give_zeros_not_nan():
+def test_fully_masked_rows_give_zeros_not_nan(student):
     x = _wavy((N, T, E))
     mask = np.zeros((N, T, T), bool)
     mask[1] = True
-    ours, keras_mha = _mha_pair()
-    out, weights = ours(x, x, attention_mask=mask, return_attention_scores=True)
+    ((out, weights),) = student.run(multi_head_attention, _mha_weights(), [
+        dict(query=x, value=x, attention_mask=mask, return_attention_scores=True)])
     assert np.all(np.isfinite(np.asarray(out))), "A fully masked row gave NaN: use -1e9, not -inf, in the scores."
     assert_close(np.asarray(weights)[0], np.zeros((HEADS, T, T)), what="weights of a fully masked row",
                  hint="Zero the weights where the mask is False after the softmax (as Keras does).")
     # Keras zeroes such rows on its return_attention_scores path (its fused path does not).
-    expected, _ = keras_mha(x, x, attention_mask=mask, return_attention_scores=True)
+    expected, _ = _keras_mha(_mha_weights())(x, x, attention_mask=mask, return_attention_scores=True)
     assert_close(out, expected, atol=1e-5, what="output")
 
 
 @pytest.mark.step("transformer.multi_head_attention")
-def test_attention_dropout_only_in_training():
+def test_attention_dropout_only_in_training(student):
     query, value = _wavy((N, T, E)), _wavy((N, S, E))
-    ours, keras_mha = _mha_pair(dropout=0.5)
-    assert_close(ours(query, value, training=False), keras_mha(query, value, training=False), atol=1e-5,
+    inference, (_, weights), trained, inference_again = student.run(multi_head_attention, _mha_weights(), [
+        dict(query=query, value=value, training=False),
+        dict(query=query, value=value, return_attention_scores=True, training=True),
+        dict(query=query, value=value, training=True),
+        dict(query=query, value=value, training=False),
+    ], dropout=0.5)
+    keras_mha = _keras_mha(_mha_weights(), dropout=0.5)
+    assert_close(inference, keras_mha(query, value, training=False), atol=1e-5,
                  what="output with training=False", hint="Dropout on the weights must be off at inference.")
-    _, weights = ours(query, value, return_attention_scores=True, training=True)
     assert_close(np.asarray(weights).sum(-1), np.ones((N, HEADS, T)), atol=1e-5,
                  what="returned weights summed over keys", hint="Return the weights before dropout.")
-    trained = np.asarray(ours(query, value, training=True))
-    assert not np.allclose(trained, np.asarray(ours(query, value, training=False))), (
+    assert not np.allclose(np.asarray(trained), np.asarray(inference_again)), (
         "training=True gave the same output as training=False: apply self.dropout_layer to the weights."
     )
+    (no_dropout,) = student.run(multi_head_attention, _mha_weights(), [
+        dict(query=query, value=value, training=True)], dropout=0.0)
+    assert_close(no_dropout, keras_mha(query, value, training=False), atol=1e-5,
+                 what="output with dropout=0 and training=True", hint="With dropout=0, training must change nothing.")
+
+    # Exactly what dropout did, read off a layer whose heads output their (dropped) weights and their sum.
+    value = _one_hot_values(N)
+    (trained,) = student.run(multi_head_attention, _readable_weights(), [
+        dict(query=query, value=value, training=True)], dropout=0.5)
+    expected = np.asarray(_keras_mha(_readable_weights())(query, value, return_attention_scores=True)[1])
+    heads = _per_head(trained)
+    seen, total = heads[..., :KEYS], heads[..., KEYS]
+    kept = seen != 0
+    assert 0.2 < np.mean(kept) < 0.8, (
+        f"training=True with dropout=0.5: expected about half of the attention weights dropped, "
+        f"{1 - np.mean(kept):.0%} were."
+    )
+    assert_close(seen[kept], 2 * expected[kept], atol=1e-5, what="attention weights kept by dropout",
+                 hint="Dropout scales the weights it keeps by 1/(1-0.5) = 2: apply self.dropout_layer to the weights.")
+    assert_close(total, seen.sum(-1), atol=1e-5, what="each head's output vs its dropped weights",
+                 hint="Drop attention weights, then weight the values with them (not dropout on the heads' output).")
 
 
 @pytest.mark.step("transformer.multi_head_attention")
-def test_drop_head_drops_whole_heads_and_rescales():
+def test_drop_head_drops_whole_heads_and_rescales(student):
     query, value = _wavy((N, T, E)), _wavy((N, S, E))
-    ours, keras_mha = _mha_pair(drop_head=0.5)
+    keras_mha = _keras_mha(_mha_weights())
     kernel, bias = keras_mha.get_weights()[-2:]
     per_head = []  # what each head adds to the output, via Keras with the other heads' output rows zeroed
     for head in range(HEADS):
@@ -148,8 +241,11 @@ def test_drop_head_drops_whole_heads_and_rescales():
         keras_mha.set_weights([*keras_mha.get_weights()[:-2], only, np.zeros_like(bias)])
         per_head.append(np.asarray(keras_mha(query, value)))
     keras_mha.set_weights([*keras_mha.get_weights()[:-2], kernel, bias])
-    out = np.asarray(ours(query, value, training=True)) - bias
-    assert_close(ours(query, value, training=False), keras_mha(query, value), atol=1e-5,
+    trained, inference = student.run(multi_head_attention, _mha_weights(), [
+        dict(query=query, value=value, training=True), dict(query=query, value=value, training=False),
+    ], drop_head=0.5)
+    out = np.asarray(trained) - bias
+    assert_close(inference, keras_mha(query, value), atol=1e-5,
                  what="output with training=False", hint="DropHead is off at inference.")
     for n in range(N):
         combos = [sum(k * h[n] for k, h in zip(keep, per_head)) for keep in itertools.product([0.0, 2.0], repeat=HEADS)]
@@ -159,10 +255,47 @@ def test_drop_head_drops_whole_heads_and_rescales():
             f"(closest combination off by {min(errors):.3g})."
         )
 
+    # Which heads were dropped, read off a layer whose heads output their weights: per example, not per batch.
+    many = 8
+    query, value = _wavy((many, T, E)), _one_hot_values(many)
+    (trained,) = student.run(multi_head_attention, _readable_weights(), [
+        dict(query=query, value=value, training=True)], drop_head=0.5)
+    expected = np.asarray(_keras_mha(_readable_weights())(query, value, return_attention_scores=True)[1])
+    expected = np.concatenate([expected, expected.sum(-1, keepdims=True)], axis=-1)  # (many, h, T, d)
+    heads = _per_head(trained)
+    kept = np.abs(heads).max(axis=(2, 3)) > 0  # (many, h)
+    assert_close(heads[kept], 2 * expected[kept], atol=1e-5, what="heads kept by DropHead",
+                 hint="A kept head is scaled by 1/(1-0.5) = 2, all of it; a dropped one is all zeros.")
+    assert 0.2 < np.mean(kept) < 0.8, f"drop_head=0.5 dropped {1 - np.mean(kept):.0%} of the heads, not about half."
+    assert len({tuple(row) for row in kept}) > 1, (
+        f"DropHead dropped the same heads in all {many} examples: draw the noise per example, "
+        "noise_shape=(N, 1, h, 1)."
+    )
 
-def test_multi_head_attention_rejects_bad_heads():
+
+def make_multi_head_attention(embed_dim, num_heads):
+    """Scenario: construct MultiHeadAttention(embed_dim, num_heads)."""
+    MultiHeadAttention(embed_dim, num_heads)
+
+
+def mha_weight_layout(embed_dim, num_heads, query_dim, key_dim, value_dim):
+    """Scenario: the names and shapes of the weights MultiHeadAttention.build creates."""
+    layer = MultiHeadAttention(embed_dim, num_heads)
+    layer.build((None, None, query_dim), (None, None, value_dim), (None, None, key_dim))
+    return [w.name for w in layer.weights], [tuple(w.shape) for w in layer.weights]
+
+
+@pytest.mark.step("transformer.multi_head_attention", kit_code=True)
+def test_multi_head_attention_weights_follow_the_documented_layout(student):
+    names, shapes = student.run(mha_weight_layout, E, HEADS, 10, 9, 8)
+    assert names == ["Wq", "bq", "Wk", "bk", "Wv", "bv", "Wo", "bo"], names
+    assert shapes == [(10, E), (E,), (9, E), (E,), (8, E), (E,), (E, E), (E,)], shapes
+
+
+@pytest.mark.step("transformer.multi_head_attention", kit_code=True)
+def test_multi_head_attention_rejects_bad_heads(student):
     with pytest.raises(ValueError, match="Received: num_heads=5"):
-        MultiHeadAttention(12, 5)
+        student.run(make_multi_head_attention, 12, 5)
 
 
 def test_causal_mask_is_lower_triangular():
@@ -173,60 +306,121 @@ def test_causal_mask_is_lower_triangular():
 # Transformer decoder layer ----------------------------------------------------
 
 
-def _decoder_pair():
-    ours = TransformerDecoderLayer(E, HEADS, feedforward_dim=24)
+def decoder_layer(weights, memory, calls, feedforward_dim=24):
+    """Scenario: a TransformerDecoderLayer (over the student's MultiHeadAttention) holding `weights`,
+    called on `memory` with each dict of call arguments in `calls` (inputs included)."""
+    layer = TransformerDecoderLayer(memory.shape[-1], HEADS, feedforward_dim=feedforward_dim)
+    layer.build((None, None, memory.shape[-1]), memory.shape)
+    _set_weights(layer, weights)
+    return [layer(call.pop("inputs"), memory, **call) for call in calls]
+
+
+def _decoder_reference():
+    """keras_hub's TransformerDecoder with fixed weights; the weights (ours are the same numbers, unsplit per head)."""
     memory = _wavy((N, S, E), 0.7)
-    ours(_wavy((N, T, E)), memory)
-    weights = [_wavy(w.shape, 0.3) + 0.01 * i for i, w in enumerate(ours.get_weights())]
-    ours.set_weights(weights)
     reference = keras_hub.layers.TransformerDecoder(intermediate_dim=24, num_heads=HEADS)
     reference(_wavy((N, T, E)), memory)
-    # Same order; keras_hub keeps attention kernels per head: (E, h, d), (h, d), (h, d, E).
-    reference.set_weights([w.reshape(t.shape) for w, t in zip(weights, reference.get_weights())])
-    return ours, reference, memory
+    weights = [_wavy(w.shape, 0.3) + 0.01 * i for i, w in enumerate(reference.get_weights())]
+    reference.set_weights(weights)
+    return reference, weights, memory
 
 
 @pytest.mark.step("transformer.multi_head_attention")
-def test_decoder_layer_matches_keras_hub_transformer_decoder():
-    ours, reference, memory = _decoder_pair()
+def test_decoder_layer_matches_keras_hub_transformer_decoder(student):
+    reference, weights, memory = _decoder_reference()
     x = _wavy((N, T, E), 1.3)
     padding = np.array([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]], bool)
-    assert_close(ours(x, memory), reference(x, memory), atol=1e-4, what="decoder layer output")
-    assert_close(ours(x, memory, padding_mask=padding), reference(x, memory, decoder_padding_mask=padding),
+    out, padded = student.run(decoder_layer, weights, memory, [dict(inputs=x), dict(inputs=x, padding_mask=padding)])
+    assert_close(out, reference(x, memory), atol=1e-4, what="decoder layer output")
+    assert_close(padded, reference(x, memory, decoder_padding_mask=padding),
                  atol=1e-4, what="decoder layer output with padding")
 
 
 @pytest.mark.step("transformer.multi_head_attention")
-def test_future_tokens_do_not_change_past_outputs():
-    ours, _, memory = _decoder_pair()
+def test_future_tokens_do_not_change_past_outputs(student):
+    reference, weights, memory = _decoder_reference()
     x = _wavy((N, T, E))
     changed = x.copy()
     changed[:, 3:] = 5.0
-    assert_close(ours(changed, memory)[:, :3], ours(x, memory)[:, :3], atol=1e-5,
+    out_changed, out = student.run(decoder_layer, weights, memory, [dict(inputs=changed), dict(inputs=x)])
+    assert_close(out_changed[:, :3], out[:, :3], atol=1e-5,
                  what="outputs at positions 0..2 after changing positions 3..4",
                  hint="The self-attention must use the causal mask.")
+    assert_close(out, reference(x, memory), atol=1e-4, what="decoder layer output")
 
 
 @pytest.mark.step("transformer.multi_head_attention")
-def test_fully_padded_rows_give_no_nan():
-    ours, _, memory = _decoder_pair()
-    out = ours(_wavy((N, T, E)), memory, padding_mask=np.zeros((N, T), bool))
+def test_fully_padded_rows_give_no_nan(student):
+    _, weights, memory = _decoder_reference()
+    (out,) = student.run(decoder_layer, weights, memory, [
+        dict(inputs=_wavy((N, T, E)), padding_mask=np.zeros((N, T), bool))])
     assert np.all(np.isfinite(np.asarray(out))), "A caption that is all padding gave NaN."
 
 
 # The captioning transformer ---------------------------------------------------
 
 V, L, C, MAXLEN = 11, 6, 5, 9
+CONFIG = dict(vocab_size=V, embed_dim=E, num_heads=HEADS, num_layers=2, feedforward_dim=16, max_length=MAXLEN)
 
 
-def _captioner():
-    """A small captioner on features (N, L, C), every weight set explicitly."""
+def _captioner(weights, inputs, config):
+    """A CaptioningTransformer(**config), built on `inputs`, holding `weights` (reshaped to its own)."""
     from kcaption.models import CaptioningTransformer
 
-    model = CaptioningTransformer(V, embed_dim=E, num_heads=HEADS, num_layers=2, feedforward_dim=16, max_length=MAXLEN)
-    model((_wavy((N, L, C)), np.ones((N, 3), "int32")))
-    model.set_weights([_wavy(w.shape, 0.5) + 0.01 * i for i, w in enumerate(model.get_weights())])
+    model = CaptioningTransformer(**config)
+    if weights is not None:
+        model(inputs)
+        _set_weights(model, weights)
     return model
+
+
+def captioner_calls(weights, calls, config=CONFIG):
+    """Scenario: one captioner holding `weights`, called with each dict in `calls` (inputs included)."""
+    model = _captioner(weights, calls[0]["inputs"], config)
+    return [model(call.pop("inputs"), **call) for call in calls]
+
+
+def captioner_sample(weights, inputs, max_length, config=CONFIG):
+    """Scenario: greedy sampling (uncompiled) from the features inputs[0] by one captioner holding `weights`
+    (built on `inputs`; None: left unbuilt)."""
+    return _captioner(weights, inputs, config).sample(inputs[0], max_length=max_length, compiled=False)
+
+
+def captioner_save_and_load(weights, inputs, config=CONFIG):
+    """Scenario: one captioner holding `weights`, then its .keras save/load copy, both on `inputs`."""
+    model = _captioner(weights, inputs, config)
+    with tempfile.TemporaryDirectory() as folder:
+        model.save(Path(folder) / "transformer.keras")
+        loaded = keras.models.load_model(Path(folder) / "transformer.keras")
+    return loaded(inputs), model(inputs)
+
+
+def _decoder_shapes(feedforward_dim):
+    layer = keras_hub.layers.TransformerDecoder(intermediate_dim=feedforward_dim, num_heads=HEADS)
+    layer(np.zeros((1, 2, E), "float32"), np.zeros((1, 1, E), "float32"))
+    return [w.shape for w in layer.get_weights()]
+
+
+def _captioner_weights():
+    """Every weight of the small captioner: feature projection, embedding, 2 decoder layers (keras_hub's
+    shapes: attention kernels split per head), output projection."""
+    shapes = [(C, E), (E,), (V, E), *_decoder_shapes(16) * 2, (E, V), (V,)]
+    return [_wavy(shape, 0.5) + 0.01 * i for i, shape in enumerate(shapes)]
+
+
+def _reference_logits(weights, features, captions):
+    """The captioner's logits from keras / keras_hub layers holding `weights`."""
+    proj_kernel, proj_bias, embed = weights[:3]
+    memory = features @ proj_kernel + proj_bias
+    x = embed[captions]
+    x = x + np.asarray(keras_hub.layers.SinePositionEncoding()(x))
+    per_layer = (len(weights) - 5) // 2
+    for i in range(2):
+        layer = keras_hub.layers.TransformerDecoder(intermediate_dim=16, num_heads=HEADS)
+        layer(x, memory)
+        layer.set_weights(weights[3 + i * per_layer:3 + (i + 1) * per_layer])
+        x = layer(x, memory, decoder_padding_mask=captions != 0)
+    return np.asarray(x) @ weights[-2] + weights[-1]
 
 
 def _captions():
@@ -234,23 +428,12 @@ def _captions():
 
 
 @pytest.mark.step("transformer.captioner")
-def test_captioner_matches_keras_hub_decoder_stack():
-    model = _captioner()
-    features, captions = _wavy((N, L, C), 2.0), _captions()
-    logits, attention = model((features, captions), return_attention=True)
+def test_captioner_matches_keras_hub_decoder_stack(student):
+    weights, features, captions = _captioner_weights(), _wavy((N, L, C), 2.0), _captions()
+    ((logits, attention),) = student.run(captioner_calls, weights, [
+        dict(inputs=(features, captions), return_attention=True)])
     # The reference: the same weights in keras / keras_hub layers.
-    proj_kernel, proj_bias, embed = (np.asarray(w) for w in model.get_weights()[:3])
-    memory = features @ proj_kernel + proj_bias
-    x = embed[captions]
-    x = x + np.asarray(keras_hub.layers.SinePositionEncoding()(x))
-    weights = model.get_weights()[3:-2]
-    per_layer = len(weights) // 2
-    for i in range(2):
-        layer = keras_hub.layers.TransformerDecoder(intermediate_dim=16, num_heads=HEADS)
-        layer(x, memory)
-        layer.set_weights([w.reshape(t.shape) for w, t in zip(weights[i * per_layer:(i + 1) * per_layer], layer.get_weights())])
-        x = layer(x, memory, decoder_padding_mask=captions != 0)
-    expected = np.asarray(x) @ model.get_weights()[-2] + model.get_weights()[-1]
+    expected = _reference_logits(weights, features, captions)
     hint = "memory = feature_projection(features); x = positional_encoding(embedding(captions)); the layers; output_projection."
     assert_close(logits, expected, atol=1e-4, what="logits", hint=hint)
     assert tuple(attention.shape) == (N, captions.shape[1], L)
@@ -259,52 +442,92 @@ def test_captioner_matches_keras_hub_decoder_stack():
 
 
 @pytest.mark.step("transformer.captioner")
-def test_captioner_future_tokens_do_not_change_past_logits():
-    model = _captioner()
-    features, captions = _wavy((N, L, C)), _captions()
+def test_captioner_future_tokens_do_not_change_past_logits(student):
+    weights, features, captions = _captioner_weights(), _wavy((N, L, C)), _captions()
     changed = captions.copy()
     changed[:, 4:] = 3
-    assert_close(model((features, changed))[:, :4], model((features, captions))[:, :4], atol=1e-5,
+    logits_changed, logits = student.run(captioner_calls, weights, [
+        dict(inputs=(features, changed)), dict(inputs=(features, captions))])
+    assert_close(logits_changed[:, :4], logits[:, :4], atol=1e-5,
                  what="logits at positions 0..3 after changing tokens 4..", hint="Pass the padding mask; the layers apply the causal mask.")
+    assert_close(logits, _reference_logits(weights, features, captions), atol=1e-4, what="logits")
 
 
 @pytest.mark.step("transformer.captioner")
-def test_captioner_fully_padded_rows_give_no_nan():
-    model = _captioner()
-    logits = model((_wavy((N, L, C)), np.zeros((N, 5), "int32")))
+def test_captioner_fully_padded_rows_give_no_nan(student):
+    (logits,) = student.run(captioner_calls, _captioner_weights(), [
+        dict(inputs=(_wavy((N, L, C)), np.zeros((N, 5), "int32")))])
     assert np.all(np.isfinite(np.asarray(logits))), "An all-<NULL> caption gave NaN logits."
 
 
 @pytest.mark.step("transformer.captioner")
-def test_step_by_step_decode_equals_teacher_forced_pass():
-    model = _captioner()
-    features = _wavy((N, L, C), 3.0)
-    ids = np.asarray(model.sample(features, max_length=6, compiled=False))
+def test_step_by_step_decode_equals_teacher_forced_pass(student):
+    weights, features = _captioner_weights(), _wavy((N, L, C), 3.0)
+    ids = np.asarray(student.run(captioner_sample, weights, (features, np.ones((N, 1), "int32")), 6))
     captions_in = np.concatenate([np.ones((N, 1), "int32"), ids[:, :-1]], axis=1)  # what each step was fed
-    teacher_forced = np.asarray(model((features, captions_in)))
+    teacher_forced, *steps = (np.asarray(logits) for logits in student.run(captioner_calls, weights, [
+        dict(inputs=(features, captions_in)), *(dict(inputs=(features, captions_in[:, : t + 1])) for t in range(6))]))
     for t in range(6):
-        step = np.asarray(model((features, captions_in[:, : t + 1])))[:, -1]
-        assert_close(step, teacher_forced[:, t], atol=1e-5, what=f"logits of decoding step {t}")
+        assert_close(steps[t][:, -1], teacher_forced[:, t], atol=1e-5, what=f"logits of decoding step {t}")
+    assert_close(teacher_forced, _reference_logits(weights, features, captions_in), atol=1e-4,
+                 what="teacher-forced logits")
     ended = np.cumsum(ids == 2, axis=1) - (ids == 2) > 0  # after <END>: padding
     assert np.array_equal(np.where(ended, 0, teacher_forced.argmax(-1)), ids), "greedy ids differ from the argmax"
 
 
 @pytest.mark.step("transformer.captioner")
-def test_captioner_saves_and_loads(tmp_path):
-    import keras
-
-    model = _captioner()
-    inputs = (_wavy((N, L, C)), _captions())
-    model.save(tmp_path / "transformer.keras")
-    loaded = keras.models.load_model(tmp_path / "transformer.keras")
-    assert_close(loaded(inputs), model(inputs), atol=1e-6, what="logits after .keras save/load")
+def test_captioner_saves_and_loads(student):
+    weights, inputs = _captioner_weights(), (_wavy((N, L, C)), _captions())
+    reloaded, original = student.run(captioner_save_and_load, weights, inputs)
+    assert_close(reloaded, original, atol=1e-6, what="logits after .keras save/load")
+    assert_close(original, _reference_logits(weights, *inputs), atol=1e-4, what="logits before saving")
 
 
-def test_sample_rejects_lengths_beyond_the_positional_encoding():
+@pytest.mark.step("transformer.captioner", kit_code=True)
+def test_sample_rejects_lengths_beyond_the_positional_encoding(student):
+    with pytest.raises(ValueError, match="max_length=9"):
+        student.run(captioner_sample, None, (_wavy((N, L, C)),), 9, dict(vocab_size=V, max_length=MAXLEN))
+
+
+def captioner_encode(inputs, config=CONFIG):
+    """Scenario: CaptioningTransformer.encode on images or features (no encoder)."""
+    return _captioner(None, None, config).encode(inputs)
+
+
+@pytest.mark.step("transformer.captioner", kit_code=True)
+def test_captioner_encode_takes_features_and_refuses_images_without_an_encoder(student):
+    spatial, pooled = _wavy((N, L, C)), _wavy((N, C))
+    assert_close(student.run(captioner_encode, spatial), spatial, atol=0, what="encode(spatial features)")
+    assert_close(student.run(captioner_encode, pooled), pooled[:, None, :], atol=0, what="encode(pooled features)")
+    with pytest.raises(ValueError, match="has no encoder"):
+        student.run(captioner_encode, _values((N, 8, 8, 3), 0.0, 1.0))
+
+
+def config_round_trip(name, kwargs):
+    """Scenario: get_config() of a layer or model made with `kwargs`, and of its from_config copy (those keys only)."""
     from kcaption.models import CaptioningTransformer
 
-    with pytest.raises(ValueError, match="max_length=9"):
-        CaptioningTransformer(V, max_length=MAXLEN).sample(_wavy((N, L, C)), max_length=9)
+    kinds = {"PositionalEncoding": PositionalEncoding, "MultiHeadAttention": MultiHeadAttention,
+             "CaptioningTransformer": CaptioningTransformer}
+    layer = kinds[name](**kwargs)
+    config = layer.get_config()
+    again = type(layer).from_config(config).get_config()
+    return {key: config.get(key) for key in kwargs}, {key: again.get(key) for key in kwargs}
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    pytest.param("PositionalEncoding", dict(max_len=9, embed_dim=6, dropout=0.25),
+                 marks=pytest.mark.step("transformer.positional_encoding", kit_code=True)),
+    pytest.param("MultiHeadAttention", dict(embed_dim=8, num_heads=2, dropout=0.25, drop_head=0.5, seed=7),
+                 marks=pytest.mark.step("transformer.multi_head_attention", kit_code=True)),
+    pytest.param("CaptioningTransformer", dict(vocab_size=13, embed_dim=8, num_heads=2, num_layers=3,
+                                               feedforward_dim=10, dropout=0.25, max_length=7),
+                 marks=pytest.mark.step("transformer.captioner", kit_code=True)),
+])
+def test_layers_round_trip_their_config(student, name, kwargs):
+    config, again = student.run(config_round_trip, name, kwargs)
+    assert config == kwargs, f"{name}.get_config(): expected {kwargs}, got {config}."
+    assert again == kwargs, f"{name}.from_config(get_config()).get_config(): expected {kwargs}, got {again}."
 
 
 @pytest.mark.slow

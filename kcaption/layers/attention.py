@@ -183,7 +183,7 @@ class AttentionLSTM(keras.layers.Layer):
         check_positive_ints(units=units)
         self.units = units
         self.supports_masking = True
-        self.cell = AttentionLSTMCell(units, name="cell")
+        self.cell = AttentionLSTMCell(units, name="cell", dtype=self.dtype_policy)
 
     def build(self, input_shape):
         self.cell.build((input_shape[0], input_shape[-1]))

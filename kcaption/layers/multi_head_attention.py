@@ -74,7 +74,7 @@ class MultiHeadAttention(keras.layers.Layer):
         self.drop_head = drop_head
         self.seed = seed
         self.head_dim = embed_dim // num_heads
-        self.dropout_layer = keras.layers.Dropout(dropout, seed=seed)
+        self.dropout_layer = keras.layers.Dropout(dropout, seed=seed, dtype=self.dtype_policy)
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def build(self, query_shape, value_shape, key_shape=None):

@@ -55,7 +55,7 @@ class PositionalEncoding(keras.layers.Layer):
         self.max_len = max_len
         self.embed_dim = embed_dim
         self.dropout = dropout
-        self.dropout_layer = keras.layers.Dropout(dropout)
+        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
 
     def build(self, input_shape):
         length = input_shape[-2]

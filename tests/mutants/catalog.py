@@ -212,6 +212,24 @@ MUTANTS = [
         new="t = ops.cast(ops.arange(1, T + 1), inputs.dtype)",
         why="positions counted from 1",
     ),
+    Edit(
+        "transformer.multi_head_attention",
+        old='heads = ops.einsum("nhts,nshd->nthd", self.dropout_layer(weights, training=training), V)',
+        new='heads = self.dropout_layer(ops.einsum("nhts,nshd->nthd", weights, V), training=training)',
+        why="dropout applied to the heads' outputs instead of the attention weights",
+    ),
+    Edit(
+        "transformer.multi_head_attention",
+        old="noise_shape=(N, 1, h, 1)",
+        new="noise_shape=(1, 1, h, 1)",
+        why="DropHead drops the same heads for every example of the batch",
+    ),
+    Edit(
+        "transformer.multi_head_attention",
+        old="ops.sqrt(ops.cast(d, Q.dtype))",
+        new='ops.sqrt(ops.cast(d, "float32"))',
+        why="casts the head width to float32 (float64 inputs lose precision)",
+    ),
     # transformer.multi_head_attention
     Edit(
         "transformer.multi_head_attention",
@@ -256,6 +274,16 @@ MUTANTS = [
         new="ops.mean(weights, axis=-1)",
         why="attention averaged over the memory instead of the heads",
     ),
+    Edit(
+        "transformer.positional_encoding",
+        old="        return self.dropout_layer(inputs + pe, training=training)",
+        new=(
+            "        import keras\n\n        if not training:\n            return inputs + pe\n"
+            "        keep = keras.random.uniform(ops.shape(inputs)) >= self.dropout\n"
+            "        return ops.where(keep, inputs + pe, ops.zeros_like(inputs))"
+        ),
+        why="hand-made dropout mask that does not rescale the kept values by 1/(1-rate)",
+    ),
     # attention.dot_product
     Edit(
         "attention.dot_product",
@@ -274,6 +302,12 @@ MUTANTS = [
         old='context = ops.einsum("nl,nlh->nh", weights, A)',
         new='context = ops.mean(A, axis=1)',
         why="context is the plain mean of the features, ignoring the weights",
+    ),
+    Edit(
+        "attention.dot_product",
+        old="H = ops.cast(ops.shape(A)[-1], A.dtype)",
+        new='H = ops.cast(ops.shape(A)[-1], "float32")',
+        why="casts H to float32 (breaks float64 inputs)",
     ),
     # attention.lstm_cell
     Edit(
@@ -299,6 +333,12 @@ MUTANTS = [
         old="h = o * ops.tanh(c)",
         new="h = o * c",
         why="forgot the tanh on the new cell state",
+    ),
+    Edit(
+        "attention.lstm_cell",
+        old="z_i, z_f, z_g, z_o = ops.split(z, 4, axis=-1)",
+        new='z_i, z_f, z_g, z_o = ops.split(ops.cast(z, "float32"), 4, axis=-1)',
+        why="casts the gate pre-activations to float32 (float64 in, float32 out)",
     ),
 ]
 
