@@ -87,6 +87,14 @@ def pytest_sessionfinish(session):
 
 
 @pytest.fixture(autouse=True)
+def _kit_code_in_report(request, record_property):
+    """The grader reads this from the JUnit report: a kit-code test scales its step, it earns nothing alone."""
+    marker = request.node.get_closest_marker("step")
+    if marker is not None and marker.kwargs.get("kit_code"):
+        record_property("kit_code", "1")
+
+
+@pytest.fixture(autouse=True)
 def _graded_step_bodies(request):
     """In --stubs mode, run the marked step's stub and every other step's reference."""
     marker = request.node.get_closest_marker("step")

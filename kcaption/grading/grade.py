@@ -378,7 +378,8 @@ def _read_report(report):
         problem = next((c for c in case if c.tag in ("failure", "error", "skipped")), None)
         outcome = "passed" if problem is None else problem.tag
         message = "" if problem is None else (problem.text or problem.get("message") or "")
-        cases.append((case.get("file") or "", case.get("name", "?"), outcome, message))
+        kit_code = any(p.get("name") == "kit_code" for p in case.iter("property"))
+        cases.append((case.get("file") or "", case.get("name", "?"), outcome, message, kit_code))
     return cases
 
 
@@ -408,21 +409,33 @@ def shares(points, n):
 
 
 def _entries(step, cases, context):
+    """Per-test entries: the step's own tests share its points; its kit-code tests scale them.
+
+    A kit-code test checks code the kit provides in the student's file (a
+    layer's build(), a helper): breaking it costs the step, but keeping it
+    intact earns nothing on its own, so wrong code in the step still scores 0.
+    """
     cases = [c for c in cases if c[2] != "skipped"]
-    if not cases:
+    own = [c for c in cases if not c[4]]
+    kit = [c for c in cases if c[4]]
+    if not own:
         return _zero(step, "Did not run", f"Every test of {step.id} was skipped.")
+    scale = sum(c[2] == "passed" for c in kit) / len(kit) if kit else 1.0
     n_hidden = sum(Path(file).parent.name == "hidden" for file, *_ in cases)
     entries, number = [], 0
-    for (file, name, outcome, message), share in zip(cases, shares(step.points, len(cases))):
+    shared = shares(step.points, len(own))
+    for file, name, outcome, message, kit_code in own + kit:
         passed = outcome == "passed"
+        share = 0 if kit_code else shared.pop(0)
         if Path(file).parent.name == "hidden":
             number += 1
-            entries.append(results.test_entry(
-                f"[{step.id}] hidden test {number} of {n_hidden}", share * passed, share,
-                "Passed." if passed else HIDDEN_FAILED, visibility=context["hidden_visibility"]))
+            title, shown, visibility = (f"hidden test {number} of {n_hidden}",
+                                        "Passed." if passed else HIDDEN_FAILED, context["hidden_visibility"])
         else:
-            entries.append(results.test_entry(
-                f"[{step.id}] {Path(file).name}::{name}", share * passed, share,
-                "Passed." if passed else scrub(message, context["secrets"])))
-    passed = sum(outcome == "passed" for _, _, outcome, _ in cases)
+            title, visibility = f"{Path(file).name}::{name}", "visible"
+            shown = "Passed." if passed else scrub(message, context["secrets"])
+        if kit_code:
+            shown += f"\n(Kit code in your file: each such test that fails scales this step's score; now x{scale:.2f}.)"
+        entries.append(results.test_entry(f"[{step.id}] {title}", share * passed * scale, share, shown, visibility))
+    passed = sum(outcome == "passed" for _, _, outcome, _, _ in cases)
     return sum(e["score"] for e in entries), entries, f"{passed}/{len(cases)} tests passed"

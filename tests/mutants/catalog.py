@@ -172,6 +172,22 @@ MUTANTS = [
         new="return ops.softmax(self.output_projection(h))",
         why="returns probabilities instead of logits",
     ),
+    Edit(
+        "captioner.forward",
+        old="        state = self.initial_state(h0)",
+        new='        state = [h0, ops.zeros_like(h0)] if self.cell_type == "lstm" else self.initial_state(h0)',
+        why="builds the LSTM state by hand, so the cell starts at zero whatever initial_cell says",
+    ),
+    Edit(
+        "captioner.forward",
+        old="        state = self.initial_state(h0)",
+        new=(
+            "        state = self.initial_state(h0)\n"
+            '        if self.cell_type == "attn":\n'
+            "            state = [state[0], ops.zeros_like(state[1]), state[2]]"
+        ),
+        why="the attention LSTM's cell starts at zero (as CS231n's LSTM) instead of the mean of A",
+    ),
     # captioner.sample
     Edit(
         "captioner.sample",
@@ -192,6 +208,38 @@ MUTANTS = [
         old="logits, state = next_logits(tokens, state)",
         new='logits, state = next_logits(ops.cast(start_tokens, "int32"), state)',
         why="always feeds <START> instead of the previous word",
+    ),
+    Edit(
+        "captioner.sample",
+        old=(
+            "    outputs = []\n"
+            "    for _ in range(max_length):\n"
+            "        logits, state = next_logits(tokens, state)  # (N, V)\n"
+            '        tokens = ops.cast(ops.argmax(logits, axis=-1), "int32")  # (N,)\n'
+            "        tokens = ops.where(done, pad_token, tokens)\n"
+            "        outputs.append(tokens)\n"
+            "        done = ops.logical_or(done, ops.equal(tokens, end_token))\n"
+            "    return ops.stack(outputs, axis=1)  # (N, max_length)"
+        ),
+        new=(
+            '    outputs = ops.zeros((max_length, ops.shape(tokens)[0]), "int32")\n\n'
+            "    def body(t, carry):\n"
+            "        tokens, done, state, outputs = carry\n"
+            "        logits, state = next_logits(tokens, state)  # (N, V)\n"
+            '        tokens = ops.cast(ops.argmax(logits, axis=-1), "int32")  # (N,)\n'
+            "        tokens = ops.where(done, pad_token, tokens)\n"
+            "        outputs = ops.scatter_update(outputs, ops.reshape(t, (1, 1)), tokens[None])\n"
+            "        return tokens, ops.logical_or(done, ops.equal(tokens, end_token)), state, outputs\n\n"
+            "    outputs = ops.fori_loop(0, max_length, body, (tokens, done, state, outputs))[3]\n"
+            "    return ops.transpose(outputs)  # (N, max_length)"
+        ),
+        why="a symbolic ops.fori_loop: the Transformer's growing prefix cannot ride a while loop when compiled",
+    ),
+    Edit(
+        "captioner.sample",
+        old='    done = ops.zeros_like(tokens, dtype="bool")',
+        new='    done = ops.zeros((start_tokens.shape[0],), dtype="bool")',
+        why="reads the batch size with .shape[0]: compiled sampling breaks for a second batch size",
     ),
     # transformer.positional_encoding
     Edit(
@@ -343,6 +391,12 @@ MUTANTS = [
 ]
 
 VARIANTS = [
+    Edit(
+        "captioner.sample",
+        old='    done = ops.zeros_like(tokens, dtype="bool")',
+        new='    done = ops.zeros((ops.shape(start_tokens)[0],), dtype="bool")',
+        why="batch size read with ops.shape (dynamic)",
+    ),
     Edit(
         "data.decode_captions",
         old="        words = []\n        for i in row.tolist():\n            if i == END:\n                break\n"
