@@ -70,23 +70,16 @@ def test_embedding_output_has_the_layer_dtype(student, dtype):
                  hint="the rows must come out exactly as stored: no round trip through float32.")
 
 
-def embedding_contract(ids, vocab_size, embed_dim):
-    """Scenario: the layer-contract run of a fresh WordEmbedding, and the weights it ran with."""
-    made = []
-
-    def factory():
-        made.append(WordEmbedding(vocab_size, embed_dim))
-        return made[-1]
-
-    report = layer_contract_report(factory, ids)
-    return {**report, "W_embed": made[0].get_weights()[0]}
+def embedding_contract(ids, weights):
+    """Scenario: the layer-contract run of a fresh WordEmbedding, with the given weights."""
+    return layer_contract_report(lambda: WordEmbedding(*weights[0].shape), ids, weights=weights)
 
 
 @pytest.mark.step("embedding.forward")
 def test_embedding_layer_contract(student):
-    report = student.run(embedding_contract, IDS, V, D)
+    report = student.run(embedding_contract, IDS, [W])
     assert_layer_contract(report, (2, 4, D))
-    assert_close(report["output"], report["W_embed"][IDS], atol=0, what="WordEmbedding output (initial weights)",
+    assert_close(report["output"], W[IDS], atol=0, what="WordEmbedding output",
                  hint="out[n, t] must be row IDS[n, t] of W_embed.")
 
 

@@ -146,14 +146,20 @@ def test_rnn_gradient_check_float64(student):
                      hint="h = tanh(x Wx + h_prev Wh + b); the other tests compare h itself.")
 
 
-def rnn_layer_contract(inputs):
+def rnn_layer_contract(inputs, weights):
     """Scenario: the Keras layer contract of keras.layers.RNN(RNNCell(5)), as a report of plain values."""
-    return layer_contract_report(lambda: keras.layers.RNN(RNNCell(5)), inputs)
+    return layer_contract_report(lambda: keras.layers.RNN(RNNCell(5)), inputs, weights=weights)
 
 
 @pytest.mark.step("rnn.cell")
 def test_rnn_cell_layer_contract(student):
-    assert_layer_contract(student.run(rnn_layer_contract, linspace((2, 3, 4), -1, 1)), (2, 5))
+    x = linspace((2, 3, 4), -1, 1)
+    report = student.run(rnn_layer_contract, x, rnn_weights(4, 5))
+    assert_layer_contract(report, (2, 5))
+    reference = keras.layers.RNN(keras.layers.SimpleRNNCell(5))
+    reference.build((2, 3, 4))
+    reference.set_weights(rnn_weights(4, 5))
+    assert_close(report["output"], reference(x), atol=1e-6, what="keras.layers.RNN(RNNCell) last h vs SimpleRNNCell")
 
 
 def rnn_cell_weights_and_sizes(units, input_dim):

@@ -157,14 +157,20 @@ def test_lstm_gradient_check_float64(student):
                      hint="c = f * c_prev + i * g; the other tests compare h and c themselves.")
 
 
-def lstm_layer_contract(inputs):
+def lstm_layer_contract(inputs, weights):
     """Scenario: the Keras layer contract of keras.layers.RNN(LSTMCell(5)), as a report of plain values."""
-    return layer_contract_report(lambda: keras.layers.RNN(LSTMCell(5)), inputs)
+    return layer_contract_report(lambda: keras.layers.RNN(LSTMCell(5)), inputs, weights=weights)
 
 
 @pytest.mark.step("lstm.cell")
 def test_lstm_cell_layer_contract(student):
-    assert_layer_contract(student.run(lstm_layer_contract, linspace((2, 3, 4), -1, 1)), (2, 5))
+    x = linspace((2, 3, 4), -1, 1)
+    report = student.run(lstm_layer_contract, x, lstm_weights(4, 5))
+    assert_layer_contract(report, (2, 5))
+    reference = keras.layers.RNN(keras.layers.LSTMCell(5))
+    reference.build((2, 3, 4))
+    reference.set_weights(lstm_weights(4, 5))
+    assert_close(report["output"], reference(x), atol=1e-5, what="keras.layers.RNN(LSTMCell) last h vs keras.layers.LSTMCell")
 
 
 def lstm_captioner_logits(weights, initial_cell, features, captions):
