@@ -181,3 +181,41 @@ def overfit_small_data(model_name, *, epochs, learning_rate, threshold, n=50, **
             "A model that cannot overfit a little data has a bug: check the step's tests first."
         )
     return history
+
+
+def captioner_with_weights(weights, cell_type="rnn", initial_cell="zeros"):
+    """A CaptioningRNN whose layers hold `weights` (layer name -> arrays), built without running call().
+
+    For scenarios (it builds the student's model) and lesson checks alike.
+    """
+    from kcaption.models import CaptioningRNN
+
+    (W_embed,) = weights["embedding"]
+    W_proj = weights["feature_projection"][0]
+    model = CaptioningRNN(W_embed.shape[0], cell_type=cell_type, embed_dim=W_embed.shape[1],
+                          hidden_dim=W_proj.shape[1], initial_cell=initial_cell)
+    model.feature_projection.build((None, W_proj.shape[0]))
+    model.embedding.build((None, None))
+    model.rnn.build((None, None, W_embed.shape[1]))
+    model.output_projection.build((None, W_proj.shape[1]))
+    for name, values in weights.items():
+        (model.rnn.cell if name == "cell" else getattr(model, name)).set_weights(values)
+    return model
+
+
+def plain_captions(captions):
+    """What decode_captions returned, as plain data: a str subclass (np.str_) as str, lists and tuples kept."""
+    if isinstance(captions, str):
+        return str(captions)
+    if type(captions) in (list, tuple):
+        return type(captions)(plain_captions(c) for c in captions)
+    return captions
+
+
+def numpy_temporal_softmax_loss(logits, targets, ignore_index=0):
+    """The loss in float64 NumPy: -(1/N) sum of log_softmax(logits)[target] over the unignored positions."""
+    z = np.asarray(logits, np.float64)
+    z = z - z.max(-1, keepdims=True)
+    log_probs = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    picked = np.take_along_axis(log_probs, np.asarray(targets)[..., None], axis=-1)[..., 0]
+    return -float((picked * (np.asarray(targets) != ignore_index)).sum()) / len(targets)

@@ -45,6 +45,7 @@ from kcaption.data import (
     tokenize,
 )
 from kcaption.data.shapes import COLORS, SHAPES, SIZES
+from kcaption.testing import plain_captions
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = ["a", "red", "circle", "blue", "square", "left", "of", "to", "the"]
@@ -67,15 +68,6 @@ def shapes_vocab():
 
 
 # ---------------------------------------------------------------- graded: decode_captions
-
-
-def plain_captions(captions):
-    """What decode_captions returned, as plain data: a str subclass (np.str_) as str, lists and tuples kept."""
-    if isinstance(captions, str):
-        return str(captions)
-    if type(captions) in (list, tuple):
-        return type(captions)(plain_captions(c) for c in captions)
-    return captions
 
 
 def decode(ids, words):

@@ -17,6 +17,7 @@ from kcaption.models import CaptioningRNN
 from kcaption.testing import (
     assert_close,
     assert_layer_contract,
+    captioner_with_weights,
     layer_contract_report,
     overfit_small_data,
 )
@@ -205,24 +206,9 @@ def captioner_weights(cell_type="rnn"):
     }
 
 
-def built_captioner(weights, cell_type="rnn", initial_cell="zeros"):
-    """A CaptioningRNN whose layers hold `weights` (layer name -> arrays), built without running call()."""
-    (W_embed,) = weights["embedding"]
-    W_proj = weights["feature_projection"][0]
-    model = CaptioningRNN(W_embed.shape[0], cell_type=cell_type, embed_dim=W_embed.shape[1],
-                          hidden_dim=W_proj.shape[1], initial_cell=initial_cell)
-    model.feature_projection.build((None, W_proj.shape[0]))
-    model.embedding.build((None, None))
-    model.rnn.build((None, None, W_embed.shape[1]))
-    model.output_projection.build((None, W_proj.shape[1]))
-    for name, values in weights.items():
-        (model.rnn.cell if name == "cell" else getattr(model, name)).set_weights(values)
-    return model
-
-
 def captioner_logits(weights, cell_type, initial_cell, features, captions):
     """Scenario: CaptioningRNN's teacher-forced logits, with the given weights."""
-    return built_captioner(weights, cell_type, initial_cell)((features, captions), training=False)
+    return captioner_with_weights(weights, cell_type, initial_cell)((features, captions), training=False)
 
 
 def keras_reference(weights, cell_type="rnn", initial_cell="zeros"):
@@ -319,7 +305,7 @@ def test_captioner_gradients_reach_every_weight(student):
 
 def captioner_short_and_padded(weights, features, short, padded):
     """Scenario: the logits of a caption, then of the same caption with <NULL> padding after it."""
-    model = built_captioner(weights)
+    model = captioner_with_weights(weights)
     return model((features, short)), model((features, padded))
 
 
@@ -422,7 +408,7 @@ def test_greedy_search_feeds_back_the_argmax(student):
 
 def captioner_samples(weights, cell_type, initial_cell, features, max_length):
     """Scenario: CaptioningRNN.sample with the given weights, compiled (as by default), then eager."""
-    model = built_captioner(weights, cell_type, initial_cell)
+    model = captioner_with_weights(weights, cell_type, initial_cell)
     return model.sample(features, max_length=max_length), model.sample(features, max_length=max_length, compiled=False)
 
 

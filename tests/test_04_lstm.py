@@ -15,6 +15,7 @@ from kcaption.models import CaptioningRNN
 from kcaption.testing import (
     assert_close,
     assert_layer_contract,
+    captioner_with_weights,
     layer_contract_report,
     overfit_small_data,
 )
@@ -175,17 +176,7 @@ def test_lstm_cell_layer_contract(student):
 
 def lstm_captioner_logits(weights, initial_cell, features, captions):
     """Scenario: CaptioningRNN(cell_type="lstm")'s teacher-forced logits, with the given weights."""
-    (W_embed,) = weights["embedding"]
-    W_proj = weights["feature_projection"][0]
-    model = CaptioningRNN(W_embed.shape[0], cell_type="lstm", embed_dim=W_embed.shape[1],
-                          hidden_dim=W_proj.shape[1], initial_cell=initial_cell)
-    model.feature_projection.build((None, W_proj.shape[0]))
-    model.embedding.build((None, None))
-    model.rnn.build((None, None, W_embed.shape[1]))
-    model.output_projection.build((None, W_proj.shape[1]))
-    for name, values in weights.items():
-        (model.rnn.cell if name == "cell" else getattr(model, name)).set_weights(values)
-    return model((features, captions), training=False)
+    return captioner_with_weights(weights, "lstm", initial_cell)((features, captions), training=False)
 
 
 def lstm_captioner_case(initial_cell):

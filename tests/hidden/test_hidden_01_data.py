@@ -5,21 +5,13 @@ import pytest
 import tensorflow as tf
 
 from kcaption.data import SPECIAL_TOKENS, Vocabulary, decode_captions
+from kcaption.testing import plain_captions
 
 
 @pytest.fixture
 def vocab():
     """ids: <NULL>=0 <START>=1 <END>=2 <UNK>=3 a=4 dog=5 on=6 grass=7."""
     return Vocabulary([*SPECIAL_TOKENS, "a", "dog", "on", "grass"])
-
-
-def plain_captions(captions):
-    """What decode_captions returned, as plain data: a str subclass (np.str_) as str, lists and tuples kept."""
-    if isinstance(captions, str):
-        return str(captions)
-    if type(captions) in (list, tuple):
-        return type(captions)(plain_captions(c) for c in captions)
-    return captions
 
 
 def decode(ids, words):

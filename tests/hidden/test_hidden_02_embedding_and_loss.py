@@ -9,7 +9,7 @@ import pytest
 
 from kcaption.layers import WordEmbedding
 from kcaption.losses import TemporalSoftmaxLoss, temporal_softmax_loss
-from kcaption.testing import assert_close
+from kcaption.testing import assert_close, numpy_temporal_softmax_loss
 
 
 def embedding_forward(ids, weights, dtype=None):
@@ -80,15 +80,6 @@ def keras_reference(logits, targets):
     return float(ce(targets, logits)) / len(targets)
 
 
-def numpy_reference(logits, targets, ignore_index=0):
-    """The loss in float64 NumPy: -(1/N) sum of log_softmax(logits)[target] over the unignored positions."""
-    z = np.asarray(logits, np.float64)
-    z = z - z.max(-1, keepdims=True)
-    log_probs = z - np.log(np.exp(z).sum(-1, keepdims=True))
-    picked = np.take_along_axis(log_probs, np.asarray(targets)[..., None], axis=-1)[..., 0]
-    return -float((picked * (np.asarray(targets) != ignore_index)).sum()) / len(targets)
-
-
 def loss_value(logits, targets, ignore_index=0):
     """Scenario: temporal_softmax_loss(logits, targets, ignore_index)."""
     return temporal_softmax_loss(logits, targets, ignore_index=ignore_index)
@@ -115,7 +106,7 @@ def test_loss_dtype_and_float64_precision(student, dtype, N, T, V):
     loss = student.run(loss_value, logits, targets, ignore_index=ignore_index)
     assert np.asarray(loss).dtype == dtype, f"{dtype} logits gave a {np.asarray(loss).dtype} loss; expected {dtype}."
     tolerance = 1e-10 if dtype == "float64" else 1e-5
-    assert_close(loss, numpy_reference(logits, targets, ignore_index), atol=tolerance, rtol=tolerance,
+    assert_close(loss, numpy_temporal_softmax_loss(logits, targets, ignore_index), atol=tolerance, rtol=tolerance,
                  what=f"loss on {dtype} logits, N={N}, T={T}, V={V}, ignore_index={ignore_index}",
                  hint="float64 logits need a float64 computation: do not cast them to float32.")
 

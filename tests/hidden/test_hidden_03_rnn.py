@@ -12,8 +12,7 @@ import tensorflow as tf
 
 from kcaption.decoding import greedy_search
 from kcaption.layers import RNNCell
-from kcaption.models import CaptioningRNN
-from kcaption.testing import assert_close
+from kcaption.testing import assert_close, captioner_with_weights
 
 
 def numpy_rnn(x, mask, h0, Wx, Wh, b):
@@ -170,29 +169,14 @@ def small_captioner_weights(cell_type, V=8, C=5, D=4, H=6):
 # --- the captioner: scenarios ------------------------------------------------------
 
 
-def built_captioner(weights, cell_type="rnn", initial_cell="zeros"):
-    """A CaptioningRNN whose layers hold `weights` (layer name -> arrays), built without running call()."""
-    (W_embed,) = weights["embedding"]
-    W_proj = weights["feature_projection"][0]
-    model = CaptioningRNN(W_embed.shape[0], cell_type=cell_type, embed_dim=W_embed.shape[1],
-                          hidden_dim=W_proj.shape[1], initial_cell=initial_cell)
-    model.feature_projection.build((None, W_proj.shape[0]))
-    model.embedding.build((None, None))
-    model.rnn.build((None, None, W_embed.shape[1]))
-    model.output_projection.build((None, W_proj.shape[1]))
-    for name, values in weights.items():
-        (model.rnn.cell if name == "cell" else getattr(model, name)).set_weights(values)
-    return model
-
-
 def captioner_logits(weights, cell_type, initial_cell, features, captions):
     """Scenario: CaptioningRNN's teacher-forced logits, with the given weights."""
-    return built_captioner(weights, cell_type, initial_cell)((features, captions), training=False)
+    return captioner_with_weights(weights, cell_type, initial_cell)((features, captions), training=False)
 
 
 def captioner_batch_and_alone(weights, features, captions):
     """Scenario: the logits of a batch, then of each caption computed alone."""
-    model = built_captioner(weights)
+    model = captioner_with_weights(weights)
     alone = [model((features[n:n + 1], captions[n:n + 1])) for n in range(len(captions))]
     return model((features, captions)), alone
 
@@ -329,7 +313,7 @@ def test_greedy_search_inside_tf_function(student):
 
 def captioner_sample(weights, cell_type, initial_cell, features, max_length):
     """Scenario: CaptioningRNN.sample (compiled, as by default) with the given weights."""
-    return built_captioner(weights, cell_type, initial_cell).sample(features, max_length=max_length)
+    return captioner_with_weights(weights, cell_type, initial_cell).sample(features, max_length=max_length)
 
 
 @pytest.mark.step("captioner.sample")
@@ -355,7 +339,7 @@ def test_step_by_step_sampling_equals_teacher_forcing(student, cell_type, initia
 
 def captioner_sample_two_batches(weights, cell_type, initial_cell, features, other_features, max_length):
     """Scenario: one model's compiled sample for two batch sizes (the second retraces with the batch size unknown)."""
-    model = built_captioner(weights, cell_type, initial_cell)
+    model = captioner_with_weights(weights, cell_type, initial_cell)
     return model.sample(features, max_length=max_length), model.sample(other_features, max_length=max_length)
 
 
