@@ -42,7 +42,8 @@ REQUIRED_STEPS = {
     "lstm": COMMON_STEPS + ["lstm.cell", "captioner.forward"],
     "attn": COMMON_STEPS + ["attention.dot_product", "attention.lstm_cell", "captioner.forward"],
     "transformer": COMMON_STEPS + [
-        "transformer.positional_encoding", "transformer.multi_head_attention", "transformer.captioner"
+        "transformer.positional_encoding", "transformer.multi_head_attention", "transformer.causal_mask",
+        "transformer.decoder_layer", "transformer.captioner",
     ],
 }
 IMAGE_SIZE = 64

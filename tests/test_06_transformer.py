@@ -1,7 +1,7 @@
-"""Lesson 06: positional encoding, multi-head attention, the transformer captioner.
+"""Lesson 06: positional encoding, multi-head attention, the causal mask, the decoder layer, the captioner.
 
-References: keras_hub.layers.SinePositionEncoding, keras.layers.MultiHeadAttention
-and keras_hub.layers.TransformerDecoder with the same weights copied in.
+References: keras_hub.layers.SinePositionEncoding, keras.layers.MultiHeadAttention,
+NumPy's tril and keras_hub.layers.TransformerDecoder with the same weights copied in.
 
 A graded test is a scenario (a plain function that runs the student's code on
 the arguments it gets and returns plain values) and a judge (the test: inputs,
@@ -16,6 +16,7 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from kcaption.layers.multi_head_attention import MultiHeadAttention
 from kcaption.layers.positional import PositionalEncoding
@@ -160,10 +161,11 @@ def test_multi_head_attention_matches_keras(student):
 def test_multi_head_attention_with_causal_and_padding_masks_matches_keras(student):
     x = _wavy((N, T, E))
     padding = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
-    mask = np.asarray(causal_mask(T))[None] & padding[:, None, :]  # (N, T, T)
+    causal = np.tril(np.ones((T, T), bool))
+    mask = causal[None] & padding[:, None, :]  # (N, T, T)
     (out, weights), ours_2d = student.run(multi_head_attention, _mha_weights(), [
         dict(query=x, value=x, attention_mask=mask, return_attention_scores=True),
-        dict(query=x, value=x, attention_mask=np.asarray(causal_mask(T))),
+        dict(query=x, value=x, attention_mask=causal),
     ])
     keras_mha = _keras_mha(_mha_weights())
     expected, expected_weights = keras_mha(x, x, attention_mask=mask, return_attention_scores=True)
@@ -298,45 +300,105 @@ def test_multi_head_attention_rejects_bad_heads(student):
         student.run(make_multi_head_attention, 12, 5)
 
 
-def test_causal_mask_is_lower_triangular():
-    expected = np.array([[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1]], bool)
-    assert np.array_equal(np.asarray(causal_mask(4)), expected)
+# The causal mask -------------------------------------------------------------
+
+
+def causal_masks(lengths):
+    """Scenario: causal_mask(T) for each T in `lengths`."""
+    return [causal_mask(length) for length in lengths]
+
+
+@pytest.mark.step("transformer.causal_mask")
+def test_causal_mask_is_lower_triangular(student):
+    lengths = [1, 2, 4, 7]
+    masks = student.run(causal_masks, lengths)
+    literal = np.array([[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1]], bool)
+    assert np.array_equal(np.asarray(masks[2]), literal), (
+        f"causal_mask(4): expected\n{literal.astype(int)}\ngot\n{np.asarray(masks[2]).astype(int)}\n"
+        "Row t is the query: it may attend to the keys s <= t (itself included)."
+    )
+    for length, mask in zip(lengths, masks):
+        mask, expected = np.asarray(mask), np.tril(np.ones((length, length), bool))
+        assert mask.shape == expected.shape, f"causal_mask({length}): expected shape {expected.shape}, got {mask.shape}."
+        assert np.array_equal(mask.astype(bool), expected), (
+            f"causal_mask({length}): expected np.tril(np.ones(({length}, {length}))), got\n{mask.astype(int)}\n"
+            + _mask_hint(mask.astype(bool), expected)
+        )
+
+
+def _mask_hint(mask, expected):
+    """What a wrong causal mask got wrong, from what it holds."""
+    if np.array_equal(mask, expected.T):
+        return "It is transposed: True above the diagonal lets each word see the words after it."
+    if np.array_equal(mask, np.tril(expected, -1)):
+        return "The diagonal is False: a word must be able to attend to itself (s <= t, not s < t)."
+    if np.any(mask & ~expected):
+        return "True above the diagonal: those entries let a word see later words."
+    return "False below the diagonal: each word must see every earlier word."
+
+
+def causal_masks_in_a_graph(lengths):
+    """Scenario: causal_mask(T) inside one tf.function traced with T a scalar tensor, run for each T in `lengths`."""
+    in_graph = tf.function(lambda length: causal_mask(length), input_signature=[tf.TensorSpec((), tf.int32)])
+    return [in_graph(tf.constant(length)) for length in lengths]
+
+
+@pytest.mark.step("transformer.causal_mask")
+def test_causal_mask_takes_a_tensor_length(student):
+    lengths = [2, 5]
+    for length, mask in zip(lengths, student.run(causal_masks_in_a_graph, lengths)):
+        assert_close(np.asarray(mask).astype(int), np.tril(np.ones((length, length), int)), atol=0,
+                     what=f"causal_mask(T) with T = {length} a tensor, inside a tf.function",
+                     hint="In a compiled graph T is a tensor: build the mask with keras.ops, not NumPy or range().")
+
+
+@pytest.mark.step("transformer.causal_mask")
+def test_causal_mask_is_boolean(student):
+    for mask in student.run(causal_masks, [1, 3]):
+        assert np.asarray(mask).dtype == bool, (
+            f"causal_mask gave dtype {np.asarray(mask).dtype}; a mask is boolean (True = may attend): "
+            'compare positions, or ops.cast(..., "bool").'
+        )
 
 
 # Transformer decoder layer ----------------------------------------------------
 
 
-def decoder_layer(weights, memory, calls, feedforward_dim=24):
+def decoder_layer(weights, memory, calls, feedforward_dim=24, dropout=0.0, num_heads=HEADS):
     """Scenario: a TransformerDecoderLayer (over the student's MultiHeadAttention) holding `weights`,
     called on `memory` with each dict of call arguments in `calls` (inputs included)."""
-    layer = TransformerDecoderLayer(memory.shape[-1], HEADS, feedforward_dim=feedforward_dim)
+    layer = TransformerDecoderLayer(memory.shape[-1], num_heads, feedforward_dim=feedforward_dim, dropout=dropout)
     layer.build((None, None, memory.shape[-1]), memory.shape)
     _set_weights(layer, weights)
     return [layer(call.pop("inputs"), memory, **call) for call in calls]
 
 
-def _decoder_reference():
+def _decoder_reference(dropout=0.0):
     """keras_hub's TransformerDecoder with fixed weights; the weights (ours are the same numbers, unsplit per head)."""
     memory = _wavy((N, S, E), 0.7)
-    reference = keras_hub.layers.TransformerDecoder(intermediate_dim=24, num_heads=HEADS)
+    reference = keras_hub.layers.TransformerDecoder(intermediate_dim=24, num_heads=HEADS, dropout=dropout)
     reference(_wavy((N, T, E)), memory)
     weights = [_wavy(w.shape, 0.3) + 0.01 * i for i, w in enumerate(reference.get_weights())]
     reference.set_weights(weights)
     return reference, weights, memory
 
 
-@pytest.mark.step("transformer.multi_head_attention")
+DECODER_HINT = ("Post-norm blocks: x = norm(x + dropout(sublayer(x))): causal self-attention (with the padding "
+                "mask), then cross-attention from x to memory, then the feed-forward block.")
+
+
+@pytest.mark.step("transformer.decoder_layer")
 def test_decoder_layer_matches_keras_hub_transformer_decoder(student):
     reference, weights, memory = _decoder_reference()
     x = _wavy((N, T, E), 1.3)
     padding = np.array([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]], bool)
     out, padded = student.run(decoder_layer, weights, memory, [dict(inputs=x), dict(inputs=x, padding_mask=padding)])
-    assert_close(out, reference(x, memory), atol=1e-4, what="decoder layer output")
+    assert_close(out, reference(x, memory), atol=1e-4, what="decoder layer output", hint=DECODER_HINT)
     assert_close(padded, reference(x, memory, decoder_padding_mask=padding),
-                 atol=1e-4, what="decoder layer output with padding")
+                 atol=1e-4, what="decoder layer output with padding", hint=DECODER_HINT)
 
 
-@pytest.mark.step("transformer.multi_head_attention")
+@pytest.mark.step("transformer.decoder_layer")
 def test_future_tokens_do_not_change_past_outputs(student):
     reference, weights, memory = _decoder_reference()
     x = _wavy((N, T, E))
@@ -349,12 +411,196 @@ def test_future_tokens_do_not_change_past_outputs(student):
     assert_close(out, reference(x, memory), atol=1e-4, what="decoder layer output")
 
 
-@pytest.mark.step("transformer.multi_head_attention")
+@pytest.mark.step("transformer.decoder_layer")
+def test_padding_mask_hides_padded_tokens(student):
+    reference, weights, memory = _decoder_reference()
+    x = _wavy((N, T, E), 0.9)
+    padding = np.array([[1, 0, 1, 1, 1], [1, 1, 1, 0, 0]], bool)  # a padded token in the middle, two at the end
+    changed = x.copy()
+    changed[~padding] = -3.0
+    out, out_changed = student.run(decoder_layer, weights, memory, [
+        dict(inputs=x, padding_mask=padding), dict(inputs=changed, padding_mask=padding)])
+    hint = ("Hide padded *keys* from self-attention: combine the causal mask (T, T) with "
+            "padding_mask[:, None, :] (N, 1, T), not padding_mask[:, :, None].")
+    assert_close(np.asarray(out_changed)[padding], np.asarray(out)[padding], atol=1e-5,
+                 what="outputs at real tokens after changing the padded ones", hint=hint)
+    assert_close(out, reference(x, memory, decoder_padding_mask=padding), atol=1e-4,
+                 what="decoder layer output with padding", hint=hint)
+
+
+def _keras_cross_attention_weights(weights, x, memory, padding):
+    """The cross-attention weights (N, h, T, S) of a post-norm decoder layer, from keras layers holding
+    keras_hub's weights: x1 = LayerNorm(x + MHA(x, x, causal & padding mask)); MHA(x1, memory)."""
+    causal = np.tril(np.ones((x.shape[1], x.shape[1]), bool))
+    self_attention = keras.layers.MultiHeadAttention(HEADS, E // HEADS)
+    self_attention(x, x)
+    self_attention.set_weights(weights[:8])
+    norm = keras.layers.LayerNormalization(epsilon=1e-5)
+    norm(x)
+    norm.set_weights(weights[8:10])
+    x1 = norm(x + self_attention(x, x, attention_mask=causal[None] & padding[:, None, :]))
+    cross_attention = keras.layers.MultiHeadAttention(HEADS, E // HEADS)
+    cross_attention(x1, memory)
+    cross_attention.set_weights(weights[10:18])
+    return cross_attention(x1, memory, return_attention_scores=True)[1]
+
+
+@pytest.mark.step("transformer.decoder_layer")
+def test_decoder_layer_returns_the_cross_attention_weights(student):
+    reference, weights, memory = _decoder_reference()
+    x = _wavy((N, T, E), 1.1)
+    padding = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
+    (out, attention), plain = student.run(decoder_layer, weights, memory, [
+        dict(inputs=x, padding_mask=padding, return_attention_scores=True), dict(inputs=x, padding_mask=padding)])
+    assert_close(plain, reference(x, memory, decoder_padding_mask=padding), atol=1e-4,
+                 what="output without return_attention_scores", hint=DECODER_HINT)
+    assert_close(out, plain, atol=1e-6, what="output with return_attention_scores=True",
+                 hint="return_attention_scores must not change the output.")
+    assert np.asarray(attention).shape == (N, HEADS, T, S), (
+        f"attention weights: expected the cross-attention's (N, h, T, L) = {(N, HEADS, T, S)}, "
+        f"got {np.asarray(attention).shape}. Return the weights of self.cross_attention (queries: the caption, "
+        "keys: the memory), not the self-attention's."
+    )
+    assert_close(attention, _keras_cross_attention_weights(weights, x, memory, padding), atol=1e-5,
+                 what="cross-attention weights (N, h, T, L)",
+                 hint="The weights of self.cross_attention(x, memory), x being the self-attention block's output.")
+
+
+# A layer whose every block but one adds nothing, and whose attention outputs are their biases (value weights 0),
+# so that dropout inside the attention changes nothing: what the layer's own dropout did can be read off.
+E_SMALL, HEADS_SMALL, FF_SMALL = 6, 3, 8
+# What dropout(0.5) may multiply one position's sub-layer output by (each entry dropped, or kept and scaled by 2),
+# and, last, no dropout at all.
+MULTIPLIERS = np.concatenate([2.0 * np.array(list(itertools.product([0.0, 1.0], repeat=E_SMALL))),
+                              np.ones((1, E_SMALL))])
+
+
+def _readable_decoder_weights(block):
+    """Decoder weights (keras_hub's shapes) in which only `block` ("self", "cross" or "feed-forward") adds to x."""
+    shapes = [w.shape for w in _decoder_shapes_small()]
+    weights = [_wavy(shape, 0.4) + 0.03 * i for i, shape in enumerate(shapes)]
+    for i in (8, 18, 24):  # layer norms: gamma near 1, beta small
+        weights[i], weights[i + 1] = 1.0 + 0.3 * _wavy(shapes[i]), 0.1 * _wavy(shapes[i + 1])
+    for start, name in ((0, "self"), (10, "cross")):
+        weights[start + 4] = np.zeros(shapes[start + 4], "float32")  # value kernel
+        weights[start + 5] = np.zeros(shapes[start + 5], "float32")  # value bias: the heads output 0
+        weights[start + 7] = _values(shapes[start + 7], 0.5, 1.5) * (name == block)  # the output: its bias
+    if block != "feed-forward":
+        weights[22], weights[23] = np.zeros(shapes[22], "float32"), np.zeros(shapes[23], "float32")
+    return weights
+
+
+def _decoder_shapes_small():
+    layer = keras_hub.layers.TransformerDecoder(intermediate_dim=FF_SMALL, num_heads=HEADS_SMALL)
+    layer(np.zeros((1, 2, E_SMALL), "float32"), np.zeros((1, 1, E_SMALL), "float32"))
+    return layer.get_weights()
+
+
+def _layer_norm(z, gamma, beta):
+    z = np.asarray(z, "float64")
+    return (z - z.mean(-1, keepdims=True)) / np.sqrt(z.var(-1, keepdims=True) + 1e-5) * gamma + beta
+
+
+def _dropout_multipliers(block, weights, x, out):
+    """Per position, what `block`'s sub-layer output was multiplied by (a row of MULTIPLIERS) that best explains
+    `out` (N, T, E) of a layer holding `_readable_decoder_weights(block)`, and how far off it is."""
+    scaled = MULTIPLIERS[:, None, None, :]  # (candidates, 1, 1, E)
+    self_norm, cross_norm, ffn_norm = weights[8:10], weights[18:20], weights[24:26]
+    if block == "self":
+        x2 = _layer_norm(_layer_norm(x + scaled * weights[7], *self_norm), *cross_norm)
+        candidates = _layer_norm(x2, *ffn_norm)
+    elif block == "cross":
+        x2 = _layer_norm(_layer_norm(x, *self_norm) + scaled * weights[17], *cross_norm)
+        candidates = _layer_norm(x2, *ffn_norm)
+    else:
+        x2 = _layer_norm(_layer_norm(x, *self_norm), *cross_norm)
+        hidden = np.maximum(x2 @ weights[20] + weights[21], 0.0) @ weights[22] + weights[23]
+        candidates = _layer_norm(x2 + scaled * hidden, *ffn_norm)
+    errors = np.abs(candidates - np.asarray(out, "float64")).max(-1)  # (candidates, N, T)
+    return MULTIPLIERS[errors.argmin(0)], errors.min(0)
+
+
+@pytest.mark.step("transformer.decoder_layer")
+def test_decoder_layer_uses_dropout_only_in_training(student):
+    reference, weights, memory = _decoder_reference(dropout=0.5)
+    x = _wavy((N, T, E), 1.2)
+    padding = np.array([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]], bool)
+    inference, trained = student.run(decoder_layer, weights, memory, [
+        dict(inputs=x, padding_mask=padding, training=False), dict(inputs=x, padding_mask=padding, training=True)],
+        dropout=0.5)
+    expected = reference(x, memory, decoder_padding_mask=padding, training=False)
+    assert_close(inference, expected, atol=1e-4, what="output with dropout=0.5 and training=False",
+                 hint="No dropout at inference: pass training=training to self.dropout_layer, never training=True.")
+    assert not np.allclose(np.asarray(trained), np.asarray(inference), atol=1e-4), (
+        "training=True with dropout=0.5 gave the inference output: apply self.dropout_layer(..., training=training).")
+    (no_dropout,) = student.run(decoder_layer, weights, memory, [
+        dict(inputs=x, padding_mask=padding, training=True)], dropout=0.0)
+    assert_close(no_dropout, expected, atol=1e-4, what="output with dropout=0 and training=True",
+                 hint="With dropout=0, training=True must give the inference output.")
+
+    # Exactly what dropout did, block by block, read off layers where only that block adds to x.
+    x, memory = _wavy((N, T, E_SMALL), 1.5), _wavy((N, S, E_SMALL), 0.8)
+    for block in ("self", "cross", "feed-forward"):
+        readable = _readable_decoder_weights(block)
+        (out,) = student.run(decoder_layer, readable, memory, [dict(inputs=x, training=True)],
+                             feedforward_dim=FF_SMALL, dropout=0.5, num_heads=HEADS_SMALL)
+        multipliers, error = _dropout_multipliers(block, readable, x, out)
+        assert error.max() < 1e-4, (
+            f"training=True, {block} block: the output is not norm(x + dropout(sublayer)) for any dropout mask "
+            f"(closest off by {error.max():.3g}). Dropout goes on the sub-layer's output, scaled by 1/(1-rate), "
+            "before the residual sum and the norm; not on x, nor after the norm."
+        )
+        undropped = np.all(multipliers == 1.0, axis=-1)
+        assert not undropped.any(), (
+            f"training=True with dropout=0.5: the {block} block's output was not dropped at {undropped.sum()} of "
+            f"{undropped.size} positions. Apply self.dropout_layer(..., training=training) to that sub-layer's output."
+        )
+        kept = multipliers != 0
+        assert 0.2 < np.mean(kept) < 0.8, (
+            f"training=True with dropout=0.5: expected about half of the {block} block's output dropped, "
+            f"{1 - np.mean(kept):.0%} was. Apply self.dropout_layer(..., training=training) to that "
+            "sub-layer's output."
+        )
+
+
+@pytest.mark.step("transformer.decoder_layer")
 def test_fully_padded_rows_give_no_nan(student):
     _, weights, memory = _decoder_reference()
     (out,) = student.run(decoder_layer, weights, memory, [
         dict(inputs=_wavy((N, T, E)), padding_mask=np.zeros((N, T), bool))])
     assert np.all(np.isfinite(np.asarray(out))), "A caption that is all padding gave NaN."
+
+
+def decoder_weight_layout(embed_dim, num_heads, feedforward_dim, memory_dim):
+    """Scenario: the paths and shapes of the weights TransformerDecoderLayer.build creates."""
+    layer = TransformerDecoderLayer(embed_dim, num_heads, feedforward_dim=feedforward_dim)
+    layer.build((None, None, embed_dim), (None, None, memory_dim))
+    return [w.path.split("/", 1)[1] for w in layer.weights], [tuple(w.shape) for w in layer.weights]
+
+
+@pytest.mark.step("transformer.decoder_layer", kit_code=True)
+def test_decoder_layer_weights_line_up_with_keras_hub(student):
+    paths, shapes = student.run(decoder_weight_layout, E, HEADS, 24, E)
+    attention = ["Wq", "bq", "Wk", "bk", "Wv", "bv", "Wo", "bo"]
+    assert paths == [*(f"self_attention/{w}" for w in attention), "self_norm/gamma", "self_norm/beta",
+                     *(f"cross_attention/{w}" for w in attention), "cross_norm/gamma", "cross_norm/beta",
+                     "ffn_hidden/kernel", "ffn_hidden/bias", "ffn_output/kernel", "ffn_output/bias",
+                     "ffn_norm/gamma", "ffn_norm/beta"], paths
+    reference = keras_hub.layers.TransformerDecoder(intermediate_dim=24, num_heads=HEADS)
+    reference(np.zeros((1, T, E), "float32"), np.zeros((1, S, E), "float32"))
+    expected = [tuple(w.shape) for w in reference.weights]
+    assert [int(np.prod(shape)) for shape in shapes] == [int(np.prod(shape)) for shape in expected], (shapes, expected)
+
+
+def make_decoder_layer(embed_dim, num_heads, feedforward_dim):
+    """Scenario: construct TransformerDecoderLayer(embed_dim, num_heads, feedforward_dim)."""
+    TransformerDecoderLayer(embed_dim, num_heads, feedforward_dim)
+
+
+@pytest.mark.step("transformer.decoder_layer", kit_code=True)
+def test_decoder_layer_rejects_a_bad_feedforward_dim(student):
+    with pytest.raises(ValueError, match="Received: feedforward_dim=0"):
+        student.run(make_decoder_layer, 12, 3, 0)
 
 
 # The captioning transformer ---------------------------------------------------
@@ -508,7 +754,7 @@ def config_round_trip(name, kwargs):
     from kcaption.models import CaptioningTransformer
 
     kinds = {"PositionalEncoding": PositionalEncoding, "MultiHeadAttention": MultiHeadAttention,
-             "CaptioningTransformer": CaptioningTransformer}
+             "TransformerDecoderLayer": TransformerDecoderLayer, "CaptioningTransformer": CaptioningTransformer}
     layer = kinds[name](**kwargs)
     config = layer.get_config()
     again = type(layer).from_config(config).get_config()
@@ -520,6 +766,8 @@ def config_round_trip(name, kwargs):
                  marks=pytest.mark.step("transformer.positional_encoding", kit_code=True)),
     pytest.param("MultiHeadAttention", dict(embed_dim=8, num_heads=2, dropout=0.25, drop_head=0.5, seed=7),
                  marks=pytest.mark.step("transformer.multi_head_attention", kit_code=True)),
+    pytest.param("TransformerDecoderLayer", dict(embed_dim=8, num_heads=2, feedforward_dim=10, dropout=0.25),
+                 marks=pytest.mark.step("transformer.decoder_layer", kit_code=True)),
     pytest.param("CaptioningTransformer", dict(vocab_size=13, embed_dim=8, num_heads=2, num_layers=3,
                                                feedforward_dim=10, dropout=0.25, max_length=7),
                  marks=pytest.mark.step("transformer.captioner", kit_code=True)),

@@ -8,12 +8,14 @@ keras_hub's TransformerDecoder (normalize_first=False).
 """
 
 import keras
-from keras import ops
+from keras import ops  # noqa: F401 (for your code in the graded steps)
 
 from kcaption.layers.multi_head_attention import MultiHeadAttention
+from kcaption.steps import graded
 from kcaption.validation import check_positive_ints
 
 
+@graded("transformer.causal_mask", lesson="06_transformer", points=1)
 def causal_mask(length):
     """The (T, T) boolean mask that lets position t attend to positions <= t.
 
@@ -24,14 +26,28 @@ def causal_mask(length):
          [1, 1, 1, 0],
          [1, 1, 1, 1]]
 
+    Math: mask[t, s] = (s <= t), for query position t and key position s in
+    0 .. T-1: a word sees itself and the words before it, never a later one.
+
     Args:
         length: T, a Python int or a scalar tensor.
 
     Returns:
         A boolean (T, T) tensor, True on and below the diagonal.
+
+    Hints:
+        - Tools: `ops.arange(T)` (the positions 0 .. T-1), `ops.expand_dims`
+          (a column against a row broadcasts to (T, T)), the comparison
+          operators (<, <=, >=, ... on tensors give booleans), `ops.ones`,
+          `ops.tril` / `ops.triu`, `ops.cast(..., "bool")`.
+        - Which index is the query and which the key? Row t is the query, so
+          row 0 has a single True, in column 0, and row T-1 is all True.
+        - The diagonal is allowed: a word may look at itself.
     """
-    i = ops.arange(length)
-    return ops.expand_dims(i, 1) >= ops.expand_dims(i, 0)
+    raise NotImplementedError(
+        "TODO transformer.causal_mask: implement causal_mask in "
+        "kcaption/layers/transformer.py (lesson 06_transformer)"
+    )
 
 
 @keras.saving.register_keras_serializable(package="kcaption")
@@ -96,30 +112,58 @@ class TransformerDecoderLayer(keras.layers.Layer):
         self.feedforward_output.build((*inputs_shape[:-1], self.feedforward_dim))
         self.feedforward_norm.build(inputs_shape)
 
+    @graded("transformer.decoder_layer", lesson="06_transformer", points=4)
     def call(self, inputs, memory, padding_mask=None, return_attention_scores=False, training=None):
-        T = ops.shape(inputs)[1]
-        mask = causal_mask(T)[None]  # (1, T, T)
-        if padding_mask is not None:
-            mask = ops.logical_and(mask, ops.cast(padding_mask, "bool")[:, None, :])  # (N, T, T)
+        """One decoder layer over the caption `inputs`, attending to `memory`.
 
-        # Self-attention block.
-        x = inputs
-        attended = self.self_attention(x, x, attention_mask=mask, training=training)
-        x = self.self_norm(x + self.dropout_layer(attended, training=training))
+        Math (post-norm, as in the paper and keras_hub's TransformerDecoder;
+        drop = self.dropout_layer, active only when training):
+            mask = causal_mask(T), and also False at padded keys:
+                mask[n, t, s] = (s <= t) and padding_mask[n, s]     (N|1, T, T)
+            Self-attention block:
+                x = self_norm(inputs + drop(self_attention(inputs, inputs, mask)))
+            Cross-attention block (queries from the caption, keys/values from
+            the image memory, no mask):
+                x = cross_norm(x + drop(cross_attention(x, memory)))
+            Feed-forward block:
+                x = ffn_norm(x + drop(ffn_output(ffn_hidden(x))))    (N, T, E)
 
-        # Cross-attention block.
-        attended, cross_weights = self.cross_attention(
-            x, memory, return_attention_scores=True, training=training
+        Shapes: inputs (N, T, E), memory (N, L, E), padding_mask (N, T) bool
+        (True on real tokens) or None; the cross-attention weights are
+        (N, h, T, L).
+
+        Args:
+            inputs, memory, padding_mask: as in the class docstring.
+            return_attention_scores: return (x, cross-attention weights) if True.
+            training: pass it to every sub-layer that has dropout.
+
+        Returns:
+            x (N, T, E), or (x, cross_weights) when `return_attention_scores`.
+
+        Tools, all created in __init__ (only call them, in the order above):
+            self.self_attention, self.cross_attention: this package's
+                MultiHeadAttention, called as `layer(query, value,
+                attention_mask=..., return_attention_scores=..., training=...)`;
+            self.self_norm, self.cross_norm, self.feedforward_norm: LayerNormalization;
+            self.feedforward_hidden (relu), self.feedforward_output: Dense;
+            self.dropout_layer: Dropout(self.dropout), `layer(x, training=training)`;
+            causal_mask(T) above, T = `ops.shape(inputs)[1]`.
+
+        Hints:
+            - Combine the two masks with `ops.logical_and`; a (T, T) mask needs
+              a batch axis in front, the padding mask a query axis in the
+              middle: (N, T) -> (N, 1, T) hides padded *keys* from every query.
+              Cast the padding mask with `ops.cast(..., "bool")`.
+            - Post-norm: the residual is added *before* the norm, and the norm
+              comes after the sum, not inside the sub-layer's input.
+            - Dropout goes on the sub-layer's output, before it joins the residual.
+            - The weights to return come from the cross-attention, not the
+              self-attention.
+        """
+        raise NotImplementedError(
+            "TODO transformer.decoder_layer: implement TransformerDecoderLayer.call in "
+            "kcaption/layers/transformer.py (lesson 06_transformer)"
         )
-        x = self.cross_norm(x + self.dropout_layer(attended, training=training))
-
-        # Feed-forward block.
-        hidden = self.feedforward_output(self.feedforward_hidden(x))
-        x = self.feedforward_norm(x + self.dropout_layer(hidden, training=training))
-
-        if return_attention_scores:
-            return x, cross_weights
-        return x
 
     def get_config(self):
         return {

@@ -332,6 +332,102 @@ MUTANTS = [
         ),
         why="hand-made dropout mask that does not rescale the kept values by 1/(1-rate)",
     ),
+    # transformer.causal_mask
+    Edit(
+        "transformer.causal_mask",
+        old="return ops.expand_dims(i, 1) >= ops.expand_dims(i, 0)",
+        new="return ops.expand_dims(i, 1) > ops.expand_dims(i, 0)",
+        why="> instead of >=: a word may not attend to itself (diagonal masked)",
+    ),
+    Edit(
+        "transformer.causal_mask",
+        old="return ops.expand_dims(i, 1) >= ops.expand_dims(i, 0)",
+        new="return ops.expand_dims(i, 1) <= ops.expand_dims(i, 0)",
+        why="transposed mask: each word sees the words after it, not before",
+    ),
+    Edit(
+        "transformer.causal_mask",
+        old="return ops.expand_dims(i, 1) >= ops.expand_dims(i, 0)",
+        new="return ops.expand_dims(i, 1) + 1 >= ops.expand_dims(i, 0)",
+        why="off by one: each word also sees the next word",
+    ),
+    Edit(
+        "transformer.causal_mask",
+        old="return ops.expand_dims(i, 1) >= ops.expand_dims(i, 0)",
+        new="return ops.tril(ops.ones((length, length)))",
+        why="a 0/1 float mask instead of a boolean one",
+    ),
+    Edit(
+        "transformer.causal_mask",
+        old="    i = ops.arange(length)\n    return ops.expand_dims(i, 1) >= ops.expand_dims(i, 0)",
+        new="    import numpy as np\n\n    return np.tril(np.ones((length, length), bool))",
+        why="NumPy instead of keras.ops: fails when T is a tensor (inside a compiled graph)",
+    ),
+    # transformer.decoder_layer
+    Edit(
+        "transformer.decoder_layer",
+        old="        attended = self.self_attention(x, x, attention_mask=mask, training=training)\n"
+        "        x = self.self_norm(x + self.dropout_layer(attended, training=training))\n",
+        new="        normed = self.self_norm(x)\n"
+        "        attended = self.self_attention(normed, normed, attention_mask=mask, training=training)\n"
+        "        x = x + self.dropout_layer(attended, training=training)\n",
+        why="pre-norm self-attention block (norm the input, no norm after the sum) instead of post-norm",
+    ),
+    Edit(
+        "transformer.decoder_layer",
+        old="x = self.cross_norm(x + self.dropout_layer(attended, training=training))",
+        new="x = self.cross_norm(self.dropout_layer(attended, training=training))",
+        why="forgot the residual of the cross-attention block",
+    ),
+    Edit(
+        "transformer.decoder_layer",
+        old="            x, memory, return_attention_scores=True, training=training\n",
+        new="            x, x, return_attention_scores=True, training=training\n",
+        why="cross-attention over x instead of the image memory",
+    ),
+    Edit(
+        "transformer.decoder_layer",
+        old='            mask = ops.logical_and(mask, ops.cast(padding_mask, "bool")[:, None, :])  # (N, T, T)\n',
+        new="            pass\n",
+        why="padding mask ignored",
+    ),
+    Edit(
+        "transformer.decoder_layer",
+        old='ops.cast(padding_mask, "bool")[:, None, :]',
+        new='ops.cast(padding_mask, "bool")[:, :, None]',
+        why="padding mask on the queries (rows) instead of the keys (columns)",
+    ),
+    Edit(
+        "transformer.decoder_layer",
+        old="mask = _causal_mask(T)[None]  # (1, T, T)",
+        new='mask = ops.ones((1, T, T), "bool")',
+        why="no causal mask: every word sees the whole caption",
+    ),
+    Edit(
+        "transformer.decoder_layer",
+        old="x = self.feedforward_norm(x + self.dropout_layer(hidden, training=training))",
+        new="x = self.feedforward_norm(x + self.dropout_layer(hidden, training=True))",
+        why="dropout applied at inference too (training=True)",
+    ),
+    Edit(
+        "transformer.decoder_layer",
+        old="x = self.feedforward_norm(x + self.dropout_layer(hidden, training=training))",
+        new="x = self.feedforward_norm(x + hidden)",
+        why="forgot the dropout of the feed-forward block",
+    ),
+    Edit(
+        "transformer.decoder_layer",
+        old="x = self.self_norm(x + self.dropout_layer(attended, training=training))",
+        new="x = self.dropout_layer(self.self_norm(x + attended), training=training)",
+        why="dropout after the norm instead of on the self-attention output",
+    ),
+    Edit(
+        "transformer.decoder_layer",
+        old="            return x, cross_weights\n",
+        new="            return x, self.self_attention(inputs, inputs, attention_mask=mask, "
+        "return_attention_scores=True)[1]\n",
+        why="returns the self-attention weights instead of the cross-attention's",
+    ),
     # attention.dot_product
     Edit(
         "attention.dot_product",
@@ -467,6 +563,42 @@ VARIANTS = [
         old="ops.mean(weights, axis=1)",
         new="ops.sum(weights, axis=1) / ops.cast(ops.shape(weights)[1], weights.dtype)",
         why="mean over heads written as a sum divided by the head count",
+    ),
+    Edit(
+        "transformer.causal_mask",
+        old="    i = ops.arange(length)\n    return ops.expand_dims(i, 1) >= ops.expand_dims(i, 0)",
+        new='    return ops.cast(ops.tril(ops.ones((length, length))), "bool")',
+        why="ops.tril of ones, cast to bool",
+    ),
+    Edit(
+        "transformer.causal_mask",
+        old="    i = ops.arange(length)\n    return ops.expand_dims(i, 1) >= ops.expand_dims(i, 0)",
+        new='    return ops.logical_not(ops.cast(ops.triu(ops.ones((length, length)), k=1), "bool"))',
+        why="not the strict upper triangle (ops.triu, k=1)",
+    ),
+    Edit(
+        "transformer.causal_mask",
+        old="return ops.expand_dims(i, 1) >= ops.expand_dims(i, 0)",
+        new="return i[None, :] <= i[:, None]",
+        why="indexing with None, comparison written the other way round",
+    ),
+    Edit(
+        "transformer.decoder_layer",
+        old="        mask = _causal_mask(T)[None]  # (1, T, T)\n        if padding_mask is not None:\n"
+        '            mask = ops.logical_and(mask, ops.cast(padding_mask, "bool")[:, None, :])  # (N, T, T)\n',
+        new="        mask = _causal_mask(T)\n        if padding_mask is not None:\n"
+        '            keys = ops.expand_dims(ops.cast(padding_mask, "bool"), 1)  # (N, 1, T)\n'
+        "            mask = ops.logical_and(keys, ops.expand_dims(mask, 0))  # (N, T, T)\n",
+        why="padding mask first, combined with the causal mask the other way round (expand_dims)",
+    ),
+    Edit(
+        "transformer.decoder_layer",
+        old="        mask = _causal_mask(T)[None]  # (1, T, T)\n        if padding_mask is not None:\n"
+        '            mask = ops.logical_and(mask, ops.cast(padding_mask, "bool")[:, None, :])  # (N, T, T)\n',
+        new="        if padding_mask is None:\n"
+        '            padding_mask = ops.ones(ops.shape(inputs)[:2], "bool")\n'
+        '        mask = ops.where(ops.cast(padding_mask, "bool")[:, None, :], _causal_mask(T)[None], False)\n',
+        why="an all-True padding mask when none is given; masks combined with ops.where",
     ),
     Edit(
         "attention.dot_product",
