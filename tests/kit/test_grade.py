@@ -133,7 +133,7 @@ def test_default_workers_follow_cpus_and_memory(monkeypatch):
     assert grade.default_workers() == 4  # at most 4
     monkeypatch.setattr(grade.os, "sched_getaffinity", lambda pid: {0, 1})
     assert grade.default_workers() == 2  # one per CPU
-    monkeypatch.setattr(grade, "_available_memory", lambda: 2 * 2**30)  # one step holds ~1.5 GB
+    monkeypatch.setattr(grade, "_available_memory", lambda: 3 * 2**30)  # one step holds ~1.6 GB
     assert grade.default_workers() == 1
     monkeypatch.setattr(grade, "_read_first", lambda *paths: "50000 100000" if "cpu.max" in paths[0] else None)
     monkeypatch.setattr(grade, "_available_memory", lambda: 64 * 2**30)
