@@ -170,7 +170,7 @@ class Watchdog(threading.Thread):
 
     def check(self):
         """The limit passed right now, as a message, or None."""
-        found = self.processes = processes_of(self.uid)
+        found = processes_of(self.uid)
         rss_mb = sum(rss for rss, _ in found.values()) / 1024
         self.peak_mb = max(self.peak_mb, rss_mb)
         if rss_mb > self.limits.memory_mb:

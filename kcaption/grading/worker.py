@@ -27,7 +27,7 @@ import types
 
 from kcaption.grading import wire
 
-MAX_MESSAGE = 200  # characters of an exception message sent back
+MAX_MESSAGE = 1000  # characters of an exception message sent back
 
 
 def _error(error):
@@ -36,7 +36,7 @@ def _error(error):
     return {"error": {
         "type": kind.__name__,
         "builtin": kind.__module__ == "builtins",
-        "message": str(error)[:MAX_MESSAGE * 10],
+        "message": str(error)[:MAX_MESSAGE],
         "frames": frames[-20:],
     }}
 
