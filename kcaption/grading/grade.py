@@ -32,6 +32,7 @@ write helpers in the same file as the step that uses them.
 """
 
 import concurrent.futures
+import fcntl
 import json
 import os
 import shutil
@@ -152,11 +153,17 @@ def _available_memory():
 
 
 def _grade(submission, timeout, only, workers, limits, hidden_visibility):
+    WORK_ROOT.mkdir(mode=0o711, parents=True, exist_ok=True)
+    with open(WORK_ROOT / "grader.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one grader at a time per machine: they share the sandbox user ids
+        return _grade_locked(submission, timeout, only, workers, limits, hidden_visibility)
+
+
+def _grade_locked(submission, timeout, only, workers, limits, hidden_visibility):
     graded = [s for s in steps.all_steps() if only is None or s.id in only]
     uids = {s.id: FIRST_UID + i for i, s in enumerate(steps.all_steps())}
     for uid in uids.values():
         jail.kill_all(uid)  # left over from a grader that was killed
-    WORK_ROOT.mkdir(mode=0o711, parents=True, exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="grade-", dir=WORK_ROOT))
     try:
         base.chmod(0o711)  # sandbox users may pass through to their own folder, not list

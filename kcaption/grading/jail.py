@@ -62,8 +62,14 @@ def isolation_available():
     return probe.returncode == 0
 
 
-def command(argv, uid, limits, *, private_mounts, hide=()):
-    """`argv` run as `uid` under `limits`; with `private_mounts`, in its own mount namespace."""
+def command(argv, uid, limits, *, private_mounts, hide=(), keep=(), stash=None):
+    """`argv` run as `uid` under `limits`; with `private_mounts`, in its own mount namespace.
+
+    There, `hide` folders are covered by empty mounts first; then /tmp,
+    /var/tmp and /dev/shm become private tmpfs, and the `keep` folders that
+    lived under one of them (the Python environment, when a checkout sits in
+    /tmp) are bound back in place, by way of a bind mount under `stash`.
+    """
     kb = 1024 * 1024
     jailed = [
         "prlimit", f"--as={limits.address_space_mb * kb}", f"--nproc={limits.threads}",
@@ -73,9 +79,15 @@ def command(argv, uid, limits, *, private_mounts, hide=()):
     ]
     if not private_mounts:
         return jailed
-    mounts = [f"mount -t tmpfs -o size={limits.disk_mb}m,mode=1777 tmpfs {d}" for d in WORLD_WRITABLE
-              if os.path.isdir(d)]
-    mounts += [f"mount -t tmpfs -o size=4k,mode=000 tmpfs {shlex.quote(str(h))}" for h in hide if Path(h).is_dir()]
+    tops = [d for d in WORLD_WRITABLE if os.path.isdir(d)]
+    kept = sorted({str(Path(k).resolve()) for k in keep
+                   if any(Path(k).resolve().is_relative_to(t) for t in tops) and Path(k).is_dir()})
+    q = shlex.quote
+    mounts = [f"mount -t tmpfs -o size=4k,mode=000 tmpfs {q(str(h))}" for h in hide if Path(h).is_dir()]
+    # --rbind keeps the `hide` mounts that lie inside a kept folder.
+    mounts += [f"mkdir -p {q(f'{stash}/{i}')} && mount --rbind {q(k)} {q(f'{stash}/{i}')}" for i, k in enumerate(kept)]
+    mounts += [f"mount -t tmpfs -o size={limits.disk_mb}m,mode=1777 tmpfs {d}" for d in tops]
+    mounts += [f"mkdir -p {q(k)} && mount --rbind {q(f'{stash}/{i}')} {q(k)}" for i, k in enumerate(kept)]
     script = " && ".join(mounts + ['exec "$@"'])
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *jailed]
 

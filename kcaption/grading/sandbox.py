@@ -28,6 +28,7 @@ import os
 import select
 import shutil
 import signal
+import site
 import subprocess
 import sys
 import time
@@ -164,6 +165,8 @@ class SandboxRunner:
         argv = jail.command(
             [sys.executable, "-m", "kcaption.grading.worker", str(worker_in), str(worker_out)],
             self.uid, self.limits, private_mounts=self.config["private_mounts"], hide=self.config["hide"],
+            keep=[sys.prefix, sys.base_prefix, *site.getsitepackages()],
+            stash=Path(self.config["judge_dir"]) / "mounts",
         )
         log = open(Path(self.config["judge_dir"]) / f"worker-{phase}.log", "ab")
         self.process = subprocess.Popen(
