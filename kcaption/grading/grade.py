@@ -349,10 +349,9 @@ def _run_judge(step, kit, judge_dir, report, timeout):
         KCAPTION_JUDGE=str(judge_dir / "config.json"), TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg",
         PYTHONHASHSEED="0",
     )
-    public = [f for f in layout.test_files_for(step.id, kit) if f.parent.name != "hidden"]
-    hidden = [f for f in layout.test_files_for(step.id, kit) if f.parent.name == "hidden"]
+    files = layout.test_files_for(step.id, kit)  # public first, then hidden: the sandbox's two phases
     command = [
-        sys.executable, "-m", "pytest", *map(str, public + hidden), "--step-id", step.id, "-q",
+        sys.executable, "-m", "pytest", *map(str, files), "--step-id", step.id, "-q",
         "-p", "no:cacheprovider", "--tb=short", f"--junitxml={report}", "-o", "junit_family=xunit1",
         f"--basetemp={judge_dir / 'pytest-tmp'}",
     ]
