@@ -59,7 +59,7 @@ def grader_files(root=ROOT):
 
 def test_files_for(step_id, root=ROOT):
     """The public and hidden test files that hold a test marked with `step_id`."""
-    marks = (f'step("{step_id}")', f"step('{step_id}')")
+    marks = (f'step("{step_id}"', f"step('{step_id}'")  # also step("id", kit_code=True)
     return [
         path for path in public_test_files(root) + hidden_test_files(root)
         if path.suffix == ".py" and any(m in (Path(root) / path).read_text() for m in marks)

@@ -138,3 +138,12 @@ def test_default_workers_follow_cpus_and_memory(monkeypatch):
     monkeypatch.setattr(grade, "_read_first", lambda *paths: "50000 100000" if "cpu.max" in paths[0] else None)
     monkeypatch.setattr(grade, "_available_memory", lambda: 64 * 2**30)
     assert grade.default_workers() == 1  # a cgroup quota of half a CPU
+
+
+def test_a_file_with_only_kit_code_tests_of_a_step_is_run_for_it(tmp_path):
+    from kcaption.grading import layout
+
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_x.py").write_text('@pytest.mark.step("rnn.cell", kit_code=True)\ndef test_x(student): ...\n')
+    (tmp_path / "tests" / "test_y.py").write_text('@pytest.mark.step("rnn.cell2")\ndef test_y(student): ...\n')
+    assert layout.test_files_for("rnn.cell", tmp_path) == [Path("tests/test_x.py")]
