@@ -65,6 +65,12 @@ def _release(args):
     release(args.out, force=args.force)
 
 
+def _solve(args):
+    from kcaption.grading.solve import solve
+
+    solve(args.out, handout=args.handout, force=args.force)
+
+
 def _grade(args):
     from kcaption.grading.grade import grade
     from kcaption.grading.jail import Limits
@@ -139,6 +145,13 @@ def build_parser():
     p.add_argument("out")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=_release)
+
+    p = sub.add_parser("solve", help="write a solved copy of the student handout (instructors only: it holds the solutions)")
+    p.add_argument("out", help="the folder to write")
+    p.add_argument("--handout", default=None,
+                   help="a released handout's student/ folder to solve (default: release this kit's handout first)")
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    p.set_defaults(func=_solve)
 
     p = sub.add_parser("grade", help="grade a submission (folder or zip) into results.json")
     p.add_argument("submission")

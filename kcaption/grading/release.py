@@ -63,12 +63,13 @@ Hardware: 2 CPUs and 4 GB grade a full submission with 2 workers.
 """
 
 
-def release(out, force=False):
+def release(out, force=False, verbose=True):
     """Write `out/student/`, `out/autograder/` and `out/autograder.zip`.
 
     Args:
         out: the output folder; it must not exist unless `force`.
         force: replace `out` if it exists.
+        verbose: print what was written.
     """
     out = Path(out)
     if out.exists():
@@ -98,10 +99,11 @@ def release(out, force=False):
         shutil.rmtree(out)
         raise ValueError("The student handout would leak:\n  " + "\n  ".join(leaks))
     shutil.make_archive(str(out / "autograder"), "zip", autograder)
-    print(
-        f"Wrote {student} ({len(all_steps)} graded steps, all stubs; no leak found), "
-        f"{autograder} and {out / 'autograder.zip'}."
-    )
+    if verbose:
+        print(
+            f"Wrote {student} ({len(all_steps)} graded steps, all stubs; no leak found), "
+            f"{autograder} and {out / 'autograder.zip'}. A solved copy, for instructors: `kcaption solve`."
+        )
 
 
 def _copy(root, into, paths):

@@ -8,6 +8,7 @@ any hidden test name, nor a solutions/ or instructor-only folder.
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -116,3 +117,36 @@ def test_autograder_bundle_runs(out, tmp_path):
     )
     data = json.loads(results_json.read_text())
     assert data["score"] == 0 and len(data["tests"]) == len(steps.all_steps())
+
+
+def test_solve_fills_every_step_and_refuses_what_it_cannot_solve(out, tmp_path):
+    from kcaption.grading.solve import solve
+
+    solved = solve(tmp_path / "solved", handout=out / "student")
+    for step in steps.all_steps():
+        source = (solved / step.path).read_text()
+        assert f"TODO {step.id}:" not in source, f"{step.id} is still a stub in the solved copy"
+    assert (solved / "lessons").is_dir() and not (solved / "solutions").exists()
+    assert (out / "student" / "kcaption" / "layers" / "lstm.py").read_text().count("TODO lstm.cell") == 1, \
+        "solving must not touch the released handout"
+    with pytest.raises(FileExistsError, match="--force"):
+        solve(solved, handout=out / "student")
+    with pytest.raises(ValueError, match="student handout folder"):
+        solve(tmp_path / "other", handout=tmp_path)
+
+
+def test_handout_points_only_to_what_it_ships(out):
+    """The lessons and README must not send a student to repo-only files (bench/, make, solutions...).
+
+    The student README is not the repo's: it has no measured figures.
+    """
+    student = out / "student"
+    repo_only = sorted({p.name for p in REPO.iterdir() if not p.name.startswith(".")} - {p.name for p in student.iterdir()})
+    assert "bench" in repo_only and "solutions" in repo_only, repo_only
+    pattern = re.compile(rf"`[^`]*\b({'|'.join(map(re.escape, repo_only))})\b[^`]*`"
+                         r"|\bmake (demo|test)\b|\bREADME('s)?\b[^.\n]{0,30}\bfigures\b")
+    found = []
+    for path, text in release._texts(student):
+        if path.suffix in (".ipynb", ".md"):
+            found += [f"{path.relative_to(student)}: {m.group(0)}" for m in pattern.finditer(text)]
+    assert not found, "the handout points to what it does not ship:\n  " + "\n  ".join(found)
