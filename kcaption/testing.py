@@ -7,6 +7,8 @@ a small one: `check_layer_contract`.
 
 import numpy as np
 
+from kcaption.feedback import diagnose
+
 
 def rel_error(actual, expected):
     """Max relative error, as in the CS231n checks: max |a-e| / max(1e-8, |a|+|e|)."""
@@ -15,37 +17,55 @@ def rel_error(actual, expected):
     return float(np.max(np.abs(actual - expected) / np.maximum(1e-8, np.abs(actual) + np.abs(expected))))
 
 
-def assert_close(actual, expected, *, atol=1e-6, rtol=1e-5, what="output", hint=""):
+def assert_close(actual, expected, *, atol=1e-6, rtol=1e-5, what="output", hint="", mistakes=None, masked=None):
     """Assert `actual` matches `expected`, with a message a student can act on.
+
+    The message says what was expected, what came out and where they differ
+    most, then what the difference shows (`kcaption.feedback.diagnose`): the
+    known mistake that gives this very output, or the pattern of the difference.
 
     Args:
         actual: what the student's code returned.
         expected: the reference value.
         atol, rtol: tolerances, as in `np.allclose`.
         what: a name for the value, e.g. "next_h".
-        hint: what to look at when it does not match.
+        hint: what the check requires, true whatever went wrong (e.g. "no dropout at
+            inference"); never a guess at the cause, which `mistakes` gives.
+        mistakes: hint -> the output of a known mistake on the same inputs, from
+            `kcaption.mistakes` (computed by the judge, never by the code under test).
+        masked: optional boolean array, True at positions that should be masked.
     """
     actual = np.asarray(actual)
     expected = np.asarray(expected)
     if actual.shape != expected.shape:
-        raise AssertionError(
-            f"{what}: expected shape {expected.shape}, got {actual.shape}. {hint}".rstrip()
-        )
-    if not np.all(np.isfinite(actual)):
-        raise AssertionError(f"{what}: contains NaN or inf. {hint}".rstrip())
-    if not np.allclose(actual, expected, atol=atol, rtol=rtol):
+        problem = f"expected shape {expected.shape}, got {actual.shape}."
+    elif not np.all(np.isfinite(actual)):
+        problem = "contains NaN or inf."
+    elif not np.allclose(actual, expected, atol=atol, rtol=rtol):
         diff = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
         worst = np.unravel_index(np.argmax(diff), diff.shape)
-        raise AssertionError(
-            f"{what}: does not match the reference (atol={atol}, rtol={rtol}). "
-            f"Largest difference {diff[worst]:.3g} at index {tuple(int(i) for i in worst)}: "
-            f"got {actual[worst]!r}, expected {expected[worst]!r}. {hint}".rstrip()
-        )
+        problem = (f"does not match the reference (atol={atol}, rtol={rtol}). "
+                   f"Largest difference {diff[worst]:.3g} at index {tuple(int(i) for i in worst)}: "
+                   f"got {actual[worst]!s}, expected {expected[worst]!s}.")
+    else:
+        return
+    _fail(what, problem, diagnose(actual, expected, mistakes=mistakes, atol=atol, rtol=rtol, masked=masked), hint)
 
 
-def check(name, actual, expected, *, atol=1e-6, rtol=1e-5, hint=""):
-    """A lesson check cell: print a verdict and the relative error, raise on mismatch."""
-    assert_close(actual, expected, atol=atol, rtol=rtol, what=name, hint=hint)
+def assert_equal(actual, expected, *, what="output", hint="", mistakes=None):
+    """Assert `actual == expected` for plain values (strings, lists), with `assert_close`'s diagnosis."""
+    if actual == expected:
+        return
+    _fail(what, f"expected {expected!r}, got {actual!r}.", diagnose(actual, expected, mistakes=mistakes), hint)
+
+
+def _fail(what, problem, diagnosis, hint):
+    raise AssertionError(" ".join([f"{what}: {problem}", *diagnosis, hint]).rstrip())
+
+
+def check(name, actual, expected, *, atol=1e-6, rtol=1e-5, hint="", mistakes=None, masked=None):
+    """A lesson check cell: print a verdict and the relative error, raise on mismatch (as `assert_close`)."""
+    assert_close(actual, expected, atol=atol, rtol=rtol, what=name, hint=hint, mistakes=mistakes, masked=masked)
     print(f"{name}: OK (relative error {rel_error(actual, expected):.2e}, atol={atol}, rtol={rtol})")
 
 

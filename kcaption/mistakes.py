@@ -1,0 +1,335 @@
+"""Known mistakes of each graded step, and what each one outputs.
+
+Each function takes the inputs of a check and returns a dict: hint -> the
+output that mistake gives on those inputs (NumPy, float64), or a test
+`value -> bool` that recognises it. A check passes it as `mistakes=` to
+`kcaption.testing.assert_close` / `check`, which shows the hint of the mistake
+that matches what came out (see `kcaption.feedback`). The public tests and the
+lessons' check cells use the same functions, so both show the same hint.
+
+Each model is the step's math in NumPy with one thing wrong (the public tests
+hold the same math in NumPy; no reference body of a step is here). A mistake
+that gives the right answer on some inputs is never shown for them.
+"""
+
+import numpy as np
+
+NULL, START, END = 0, 1, 2
+
+
+def _sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def _softmax(z, axis):
+    z = np.exp(z - z.max(axis=axis, keepdims=True))
+    return z / z.sum(axis=axis, keepdims=True)
+
+
+def _log_softmax(z, axis):
+    z = z - z.max(axis=axis, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
+
+
+def _f64(*values):
+    return [np.asarray(v, np.float64) for v in values]
+
+
+# --- data.decode_captions ------------------------------------------------------------
+
+
+def decode_captions(ids, words):
+    """Mistakes of `decode_captions(ids, vocab)` (`words` = vocab.words): tests of the value that came out."""
+    ids = np.asarray(ids)
+    rows = (ids[None] if ids.ndim == 1 else ids).tolist()
+
+    def captions(got):
+        return [got] if isinstance(got, str) else list(got)
+
+    def keeps(token):
+        return lambda got: any(isinstance(c, str) and token in c.split() for c in captions(got))
+
+    def reads_past_end(got):
+        for row, caption in zip(rows, captions(got)):
+            if END not in row or not isinstance(caption, str):
+                continue
+            cut = row.index(END)
+            tail = [words[i] for i in row[cut + 1:] if i not in (NULL, START, END)]
+            before = [i for i in row[:cut] if i not in (NULL, START)]
+            if tail and len(caption.split()) > len(before) and caption.split()[-len(tail):] == tail:
+                return True
+        return False
+
+    return {
+        "'<START>' is in a caption: <START> (id 1) is skipped wherever it is, it is not a word.": keeps("<START>"),
+        "'<END>' is in a caption: <END> (id 2) ends the caption but is not part of it.": keeps("<END>"),
+        "'<NULL>' is in a caption: <NULL> (id 0) is padding, skipped wherever it is.": keeps("<NULL>"),
+        "a caption goes on with the words after its <END>: does reading stop at the first <END>?": reads_past_end,
+        "(T,) ids gave a list: one row of ids gives one str.": lambda got: ids.ndim == 1 and not isinstance(got, str),
+        "(N, T) ids gave a single str: N rows give a list of N captions.":
+            lambda got: ids.ndim == 2 and isinstance(got, str),
+        "a caption is a list of words: join them with single spaces.":
+            lambda got: any(isinstance(c, (list, tuple)) for c in captions(got)),
+    }
+
+
+# --- embedding.forward ---------------------------------------------------------------
+
+
+def embedding_forward(W_embed, ids):
+    """Mistakes of `WordEmbedding.call`: W_embed (V, D), ids (any shape) -> out (*ids.shape, D)."""
+    W, ids = np.asarray(W_embed), np.asarray(ids).astype(np.int64)
+    V, D = W.shape
+    mistakes = {
+        "each id k got row k-1 of W_embed: are the ids off by one?": W[ids - 1],
+        f"every row is sqrt(D) = {D**0.5:.4g} times the stored one: this layer returns the rows as they are "
+        "(a Transformer scales them elsewhere).": W[ids] * D**0.5,
+        "one number per id, not a row of D: the gather read W_embed flattened. Along which axis are its rows?":
+            W.ravel()[ids],
+        "each id gave a vector of V numbers, not D: a column of W_embed instead of a row (transposed)?":
+            lambda out: V != D and np.shape(out) == (*ids.shape, V),
+    }
+    if W.dtype == np.float64:
+        mistakes["the rows lost their last digits: a round trip through float32?"] = \
+            W.astype(np.float32).astype(np.float64)[ids]
+    return mistakes
+
+
+# --- loss.temporal_softmax -----------------------------------------------------------
+
+
+def temporal_softmax_loss(logits, targets, ignore_index=0):
+    """Mistakes of `temporal_softmax_loss`: logits (N, T, V), targets (N, T) -> a scalar."""
+    (z,), targets = _f64(logits), np.asarray(targets).astype(np.int64)
+    N = len(targets)
+    counted = targets != ignore_index
+
+    def picked(axis):
+        return np.take_along_axis(_log_softmax(z, axis), targets[..., None], axis=-1)[..., 0]  # (N, T)
+
+    over_time = picked(axis=1)
+    kept = picked(axis=-1) * counted  # masked log-probabilities, the pieces every mistake below reuses
+    return {
+        "targets equal to ignore_index (<NULL>) are counted: is the mask applied?": -picked(axis=-1).sum() / N,
+        "divided by the number of counted tokens: the loss divides by N, the batch size.":
+            -kept.sum() / max(counted.sum(), 1),
+        "averaged over all N*T positions: the loss sums over time and averages over the batch only.": -kept.mean(),
+        "not divided by N: the loss averages over the batch.": -kept.sum(),
+        "softmax over the time axis, not over the vocabulary (the last axis)?": -(over_time * counted).sum() / N,
+        "the sign is flipped: the loss is -log p, a positive number.": kept.sum() / N,
+    }
+
+
+# --- rnn.cell ------------------------------------------------------------------------
+
+
+def rnn_cell(x, h_prev, Wx, Wh, b, output="h"):
+    """Mistakes of `RNNCell.call`: x (N, D), h_prev (N, H) -> h (N, H) (`output="h"`) or the next state."""
+    x, h_prev, Wx, Wh, b = _f64(x, h_prev, Wx, Wh, b)
+    from_x, from_h = x @ Wx, h_prev @ Wh
+    mistakes = {
+        "no bias: is b added?": np.tanh(from_x + from_h),
+        "sigmoid where the RNN takes tanh?": _sigmoid(from_x + from_h + b),
+        "no tanh: the pre-activation came back as it is?": from_x + from_h + b,
+        "h_prev is ignored: is h_prev Wh added?": np.tanh(from_x + b),
+        "x is ignored: is x Wx added?": np.tanh(from_h + b),
+        "h_prev times Wh transposed?": np.tanh(from_x + h_prev @ Wh.T + b),
+    }
+    if output == "state":
+        mistakes["the next state is h_prev, the old state: the new h is the next state."] = h_prev
+    return mistakes
+
+
+# --- lstm.cell -----------------------------------------------------------------------
+
+
+def _lstm_step(x, h_prev, c_prev, z, order, g_activation, forget, input_gate, cell_tanh):
+    """One LSTM step from its pre-activations z (N, 4H) read in gate `order`, with the given choices."""
+    H = h_prev.shape[1]
+    blocks = dict(zip(order, np.split(z, 4, axis=-1)))
+    i, f, g, o = _sigmoid(blocks["i"]), _sigmoid(blocks["f"]), g_activation(blocks["g"]), _sigmoid(blocks["o"])
+    c = (f * c_prev if forget else np.zeros((len(x), H))) + (i * g if input_gate else g)
+    return o * (np.tanh(c) if cell_tanh else c), c
+
+
+_LSTM_MISTAKES = {
+    "gates read in the order i, f, o, g (older course notes)? Keras's order is i, f, g, o.": dict(order="ifog"),
+    "gates read in the order f, i, g, o: input and forget gates swapped?": dict(order="figo"),
+    "sigmoid on the candidate g? g takes tanh.": dict(g_activation=_sigmoid),
+    "c_prev is forgotten: c = i * g, without f * c_prev?": dict(forget=False),
+    "no input gate: c = f * c_prev + g, without i * g?": dict(input_gate=False),
+    "h = o * c: is the tanh of c missing?": dict(cell_tanh=False),
+}
+
+
+def _lstm_choices(**mistake):
+    return {"order": "ifgo", "g_activation": np.tanh, "forget": True, "input_gate": True, "cell_tanh": True,
+            **mistake}
+
+
+def lstm_cell(x, h_prev, c_prev, Wx, Wh, b, output="h"):
+    """Mistakes of `LSTMCell.call`: x (N, D), h_prev, c_prev (N, H) -> h (`output="h"`) or c (N, H)."""
+    x, h_prev, c_prev, Wx, Wh, b = _f64(x, h_prev, c_prev, Wx, Wh, b)
+    z = x @ Wx + h_prev @ Wh
+    pick = 0 if output == "h" else 1
+    mistakes = {hint: _lstm_step(x, h_prev, c_prev, z + b, **_lstm_choices(**choice))[pick]
+                for hint, choice in _LSTM_MISTAKES.items() if output == "h" or "cell_tanh" not in choice}
+    mistakes["no bias: is b added?"] = _lstm_step(x, h_prev, c_prev, z, **_lstm_choices())[pick]
+    return mistakes
+
+
+# --- attention.dot_product -----------------------------------------------------------
+
+
+def _attend(query, A, scale, axis):
+    """(context, weights) of scores A . query / scale, softmaxed over `axis`."""
+    weights = _softmax(np.einsum("nlh,nh->nl", A, query) / scale, axis=axis)
+    return np.einsum("nl,nlh->nh", weights, A), weights
+
+
+def dot_product_attention(h_prev, A, output="weights"):
+    """Mistakes of `dot_product_attention`: h_prev (N, H), A (N, L, H) -> context (N, H) or weights (N, L)."""
+    h_prev, A = _f64(h_prev, A)
+    H = A.shape[-1]
+    scores = np.einsum("nlh,nh->nl", A, h_prev) / np.sqrt(H)
+    pick = 0 if output == "context" else 1
+    mistakes = {
+        "the scores are not scaled: divided by sqrt(H)?": _attend(h_prev, A, 1.0, -1)[pick],
+        "the scores are divided by H, not sqrt(H)?": _attend(h_prev, A, H, -1)[pick],
+        "softmax over the batch axis, not over the L positions?": _attend(h_prev, A, np.sqrt(H), 0)[pick],
+        "no softmax: the scaled scores came back as the weights?":
+            (np.einsum("nl,nlh->nh", scores, A), scores)[pick],
+    }
+    if output == "context":
+        mistakes["the context is the plain mean of A: are the weights used?"] = A.mean(axis=1)
+    return mistakes
+
+
+# --- attention.lstm_cell -------------------------------------------------------------
+
+
+def attention_lstm_cell(x, h_prev, c_prev, A, Wx, Wh, Wattn, b, output="h"):
+    """Mistakes of `AttentionLSTMCell.call`: x (N, D), h_prev, c_prev (N, H), A (N, L, H) -> h or c (N, H)."""
+    x, h_prev, c_prev, A, Wx, Wh, Wattn, b = _f64(x, h_prev, c_prev, A, Wx, Wh, Wattn, b)
+    sqrt_H = np.sqrt(h_prev.shape[1])
+    pick = 0 if output == "h" else 1
+
+    def step(query=h_prev, scale=sqrt_H, with_context=True, **choice):
+        context = _attend(query, A, scale, -1)[0]
+        z = x @ Wx + h_prev @ Wh + (context @ Wattn if with_context else 0) + b
+        return _lstm_step(x, h_prev, c_prev, z, **_lstm_choices(**choice))[pick]
+
+    mistakes = {hint: step(**choice) for hint, choice in _LSTM_MISTAKES.items()
+                if output == "h" or "cell_tanh" not in choice}
+    mistakes.update({
+        "the context term is missing: is context Wattn added?": step(with_context=False),
+        "attended with c_prev: the query is the previous hidden state h_prev.": step(query=c_prev),
+        "the attention scores are not scaled by 1/sqrt(H)?": step(scale=1.0),
+    })
+    return mistakes
+
+
+# --- transformer.positional_encoding -------------------------------------------------
+
+
+def _encoding(T, D, first, exponent, even, odd):
+    t = np.arange(first, first + T, dtype=np.float64)[:, None]  # (T, 1)
+    angle = t * 10000.0 ** -exponent(np.arange(D))[None, :]  # (T, D)
+    return np.where(np.arange(D) % 2 == 0, even(angle), odd(angle))
+
+
+def positional_encoding(inputs):
+    """Mistakes of `PositionalEncoding.call` at inference: inputs (N, T, D) -> inputs + PE (N, T, D)."""
+    (x,) = _f64(inputs)
+    T, D = x.shape[1:]
+
+    def shared(j):
+        return 2 * (j // 2) / D
+
+    return {
+        "sine and cosine swapped: sin on the even dimensions, cos on the odd ones?":
+            x + _encoding(T, D, 0, shared, np.cos, np.sin),
+        "frequency exponent j/D: dimensions 2k and 2k+1 share one frequency, exponent 2*(j//2)/D.":
+            x + _encoding(T, D, 0, lambda j: j / D, np.sin, np.cos),
+        "frequency exponent 2j/D: dimensions 2k and 2k+1 share one frequency, exponent 2*(j//2)/D.":
+            x + _encoding(T, D, 0, lambda j: 2 * j / D, np.sin, np.cos),
+        "positions counted from 1: the first position is t = 0.": x + _encoding(T, D, 1, shared, np.sin, np.cos),
+        "sin on every dimension: the odd ones take cos.": x + _encoding(T, D, 0, shared, np.sin, np.sin),
+        "the inputs came back unchanged: is PE added?": x,
+    }
+
+
+# --- transformer.causal_mask ---------------------------------------------------------
+
+
+def causal_mask(length):
+    """Mistakes of `causal_mask(T)`: a (T, T) boolean mask, row t the query, column s the key."""
+    ones = np.ones((length, length), bool)
+    return {
+        "the diagonal is False: a word may attend to itself (s <= t, not s < t).": np.tril(ones, -1),
+        "True on and above the diagonal: transposed? Row t is the query; it sees the keys s <= t.": np.triu(ones),
+        "each word also sees the next one: off by one?": np.tril(ones, 1),
+        "True exactly where attending is forbidden: the mask is inverted?": np.triu(ones, 1),
+        "everything is True: nothing is masked.": ones,
+    }
+
+
+# --- transformer.multi_head_attention ------------------------------------------------
+
+
+def _multi_head(query, key, value, weights, mask, heads, scale, axis, mask_scores, mask_weights, split):
+    Wq, bq, Wk, bk, Wv, bv, Wo, bo = weights
+    N, T, E = query.shape[0], query.shape[1], Wq.shape[1]
+    d = E // heads
+
+    def per_head(x, W, b):  # (N, T|S, E) -> (N, heads, T|S, d)
+        y = x @ W + b
+        if split == "straight":
+            return y.reshape(N, heads, -1, d)
+        return y.reshape(N, -1, heads, d).transpose(0, 2, 1, 3)
+
+    Q, K, V = per_head(query, Wq, bq), per_head(key, Wk, bk), per_head(value, Wv, bv)
+    scores = Q @ K.transpose(0, 1, 3, 2) / scale  # (N, heads, T, S)
+    if mask is not None:
+        mask = np.asarray(mask, bool)[..., None, :, :]  # (N|1, 1, T, S)
+        if mask_scores:
+            scores = np.where(mask, scores, -1e9)
+    attention = _softmax(scores, axis)
+    if mask is not None and mask_weights:
+        attention = np.where(mask, attention, 0.0)
+    heads_out = attention @ V  # (N, heads, T, d)
+    if split != "straight":
+        heads_out = heads_out.transpose(0, 2, 1, 3)  # (N, T, heads, d)
+    out = heads_out.reshape(N, T, E) @ Wo + bo
+    return out, attention
+
+
+def multi_head_attention(query, value, weights, num_heads, key=None, attention_mask=None, output="output"):
+    """Mistakes of `MultiHeadAttention.call` (no dropout): -> output (N, T, E) or weights (N, heads, T, S).
+
+    `weights` are the layer's [Wq, bq, Wk, bk, Wv, bv, Wo, bo].
+    """
+    query, value = _f64(query, value)
+    key = value if key is None else np.asarray(key, np.float64)
+    weights = _f64(*weights)
+    E = weights[0].shape[1]
+    sqrt_d = np.sqrt(E // num_heads)
+    pick = 0 if output == "output" else 1
+
+    def run(scale=sqrt_d, axis=-1, mask_scores=True, mask_weights=True, split="per position"):
+        return _multi_head(query, key, value, weights, attention_mask, num_heads, scale, axis, mask_scores,
+                           mask_weights, split)[pick]
+
+    mistakes = {
+        "the scores are not scaled: divided by sqrt(d), d = E / num_heads?": run(scale=1.0),
+        "the scores are divided by sqrt(E), the model width: each head scales by sqrt(d), its own width.":
+            run(scale=np.sqrt(E)),
+        "softmax over the queries (axis -2), not over the keys (the last axis)?": run(axis=-2),
+        "heads split by reshaping (N, T, E) straight to (N, heads, T, d)? That mixes positions and dimensions.":
+            run(split="straight"),
+    }
+    if attention_mask is not None:
+        mistakes["the mask is ignored?"] = run(mask_scores=False, mask_weights=False)
+        mistakes["masked only after the softmax: the masked scores must be -1e9 before it, so each row "
+                 "renormalises over the keys it may see."] = run(mask_scores=False)
+    return mistakes
