@@ -24,6 +24,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from kcaption import mistakes
 from kcaption.data import (
     END,
     NULL,
@@ -45,7 +46,7 @@ from kcaption.data import (
     tokenize,
 )
 from kcaption.data.shapes import COLORS, SHAPES, SIZES
-from kcaption.testing import plain_captions
+from kcaption.testing import assert_equal, plain_captions
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = ["a", "red", "circle", "blue", "square", "left", "of", "to", "the"]
@@ -85,21 +86,24 @@ def test_decode_captions_batch(student, vocab):
         ]
     )
     got = student.run(decode, ids, vocab.words)
-    assert got == ["a red circle", "a blue square to the", "the <UNK> circle"], (
-        f"Expected 3 captions; got {got!r}. Drop <NULL>/<START>, stop at <END>, keep <UNK> as a word."
-    )
+    assert_equal(got, ["a red circle", "a blue square to the", "the <UNK> circle"], what="decode_captions",
+                 mistakes=mistakes.decode_captions(ids, vocab.words), hint="<UNK> (id 3) is a word like any other.")
 
 
 @pytest.mark.step("data.decode_captions")
 def test_decode_captions_one_sequence_gives_a_string(student, vocab):
-    got = student.run(decode, np.array([1, 4, 5, 6, 2, 0]), vocab.words)
-    assert got == "a red circle", f"(T,) ids should give one str, 'a red circle'; got {got!r}."
+    ids = np.array([1, 4, 5, 6, 2, 0])
+    got = student.run(decode, ids, vocab.words)
+    assert_equal(got, "a red circle", what="decode_captions of (T,) ids",
+                 mistakes=mistakes.decode_captions(ids, vocab.words))
 
 
 @pytest.mark.step("data.decode_captions")
 def test_decode_captions_ignores_padding_and_start_anywhere(student, vocab):
-    got = student.run(decode, np.array([[0, 1, 4, 0, 5, 2]]), vocab.words)
-    assert got == ["a red"], f"<NULL> and <START> are skipped wherever they are; got {got!r}."
+    ids = np.array([[0, 1, 4, 0, 5, 2]])
+    got = student.run(decode, ids, vocab.words)
+    assert_equal(got, ["a red"], what="decode_captions", mistakes=mistakes.decode_captions(ids, vocab.words),
+                 hint="<NULL> and <START> are skipped wherever they are.")
 
 
 # ---------------------------------------------------------------- vocabulary (kit code in decode_captions's file)

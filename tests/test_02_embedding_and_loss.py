@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from kcaption import mistakes
 from kcaption.layers import WordEmbedding
 from kcaption.losses import TemporalSoftmaxLoss, temporal_softmax_loss
 from kcaption.testing import (
@@ -42,7 +43,7 @@ def embedding_forward(ids, weights, dtype=None):
 @pytest.mark.step("embedding.forward")
 def test_embedding_gathers_rows(student):
     out = student.run(embedding_forward, IDS, W)
-    assert_close(out, W[IDS], atol=0, what="WordEmbedding output",
+    assert_close(out, W[IDS], atol=0, what="WordEmbedding output", mistakes=mistakes.embedding_forward(W, IDS),
                  hint="out[n, t] must be row IDS[n, t] of W_embed.")
 
 
@@ -52,14 +53,14 @@ def test_embedding_matches_keras_embedding(student):
     reference.build(IDS.shape)
     reference.set_weights([W])
     assert_close(student.run(embedding_forward, IDS, W), reference(IDS), atol=0,
-                 what="WordEmbedding vs keras.layers.Embedding")
+                 what="WordEmbedding vs keras.layers.Embedding", mistakes=mistakes.embedding_forward(W, IDS))
 
 
 @pytest.mark.step("embedding.forward")
 def test_embedding_accepts_int64_and_float_ids(student):
     for ids in (IDS.astype("int64"), IDS.astype("float32")):
         assert_close(student.run(embedding_forward, ids, W), W[IDS], atol=0, what=f"WordEmbedding on {ids.dtype} ids",
-                     hint="cast the ids to int32 before gathering.")
+                     mistakes=mistakes.embedding_forward(W, IDS), hint="the same ids give the same rows, whatever their dtype.")
 
 
 @pytest.mark.step("embedding.forward")
@@ -72,7 +73,7 @@ def test_embedding_output_has_the_layer_dtype(student, dtype):
         "of W_embed as they are, without casting them."
     )
     assert_close(out, weights[IDS], atol=0, rtol=0, what=f"WordEmbedding output under dtype={dtype!r}",
-                 hint="the rows must come out exactly as stored: no round trip through float32.")
+                 mistakes=mistakes.embedding_forward(weights, IDS), hint="the rows must come out exactly as stored.")
 
 
 def embedding_contract(ids, weights):
@@ -84,7 +85,7 @@ def embedding_contract(ids, weights):
 def test_embedding_layer_contract(student):
     report = student.run(embedding_contract, IDS, [W])
     assert_layer_contract(report, (2, 4, D))
-    assert_close(report["output"], W[IDS], atol=0, what="WordEmbedding output",
+    assert_close(report["output"], W[IDS], atol=0, what="WordEmbedding output", mistakes=mistakes.embedding_forward(W, IDS),
                  hint="out[n, t] must be row IDS[n, t] of W_embed.")
 
 
@@ -176,7 +177,8 @@ def loss_value(logits, targets, ignore_index=0):
 def test_loss_matches_keras_sparse_crossentropy(student):
     loss = student.run(loss_value, LOGITS, TARGETS)
     assert_close(loss, keras_reference(LOGITS, TARGETS), atol=1e-5, what="temporal_softmax_loss",
-                 hint="sum over time, average over the batch (divide by N), skip targets equal to 0.")
+                 mistakes=mistakes.temporal_softmax_loss(LOGITS, TARGETS),
+                 hint="loss = (1/N) sum over n and t of -log p[n, t, target], targets equal to 0 left out.")
 
 
 @pytest.mark.step("loss.temporal_softmax")
@@ -186,8 +188,10 @@ def test_loss_sanity_ladder_is_log_v(student):
         targets = np.ones((n, t), dtype="int32")
         targets[:, t // 2 + 1:] = 0  # the last steps are padding
         counted = (targets != 0).sum() / n
-        loss = student.run(loss_value, np.zeros((n, t, v), "float32"), targets)
+        logits = np.zeros((n, t, v), "float32")
+        loss = student.run(loss_value, logits, targets)
         assert_close(loss, counted * np.log(v), atol=1e-4, what=f"loss for N={n}, T={t}, V={v}",
+                     mistakes=mistakes.temporal_softmax_loss(logits, targets),
                      hint="expected (unmasked steps per caption) x log V.")
 
 
@@ -207,8 +211,8 @@ def test_loss_has_the_logits_dtype(student, dtype):
     )
     tolerance = 1e-10 if dtype == "float64" else 1e-5
     assert_close(loss, numpy_temporal_softmax_loss(LOGITS, TARGETS), atol=tolerance, rtol=tolerance,
-                 what=f"temporal_softmax_loss on {dtype} logits",
-                 hint="float64 logits need a float64 computation: do not cast them to float32.")
+                 what=f"temporal_softmax_loss on {dtype} logits", mistakes=mistakes.temporal_softmax_loss(LOGITS, TARGETS),
+                 hint=f"{dtype} logits: the loss is computed in {dtype}.")
 
 
 def loss_gradient(logits, targets):
@@ -227,8 +231,8 @@ def test_loss_gradient_is_softmax_minus_onehot(student):
     probs = np.exp(z - z.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
     expected = (probs - np.eye(VOCAB)[TARGETS]) * (TARGETS != 0)[..., None] / N
-    assert_close(grad, expected, atol=1e-6, what="d loss / d logits",
-                 hint="ignored positions must get zero gradient.")
+    assert_close(grad, expected, atol=1e-6, what="d loss / d logits", masked=(TARGETS == 0)[..., None],
+                 hint="positions whose target is <NULL> get zero gradient.")
 
 
 def loss_in_compile(targets, weights):

@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 from keras import ops
 
+from kcaption import mistakes
 from kcaption.decoding import greedy_search
 from kcaption.layers import RNNCell
 from kcaption.models import CaptioningRNN
@@ -88,14 +89,18 @@ def rnn_step(x, h_prev, weights):
 def test_rnn_step_matches_the_cs231n_fixture(student):
     """The classic check of CS231n's rnn_step_forward (N, D, H = 3, 10, 4)."""
     N, D, H = 3, 10, 4
-    h, next_h = student.run(rnn_step, linspace((N, D), -0.4, 0.7), linspace((N, H), -0.2, 0.5), rnn_weights(D, H))
+    x, h_prev = linspace((N, D), -0.4, 0.7), linspace((N, H), -0.2, 0.5)
+    h, next_h = student.run(rnn_step, x, h_prev, rnn_weights(D, H))
     expected = np.array([
         [-0.58172089, -0.50182032, -0.41232771, -0.31410098],
         [0.66854692, 0.79562378, 0.87755553, 0.92795967],
         [0.97934501, 0.99144213, 0.99646691, 0.99854353],
     ])
-    assert_close(h, expected, atol=1e-6, what="RNNCell h", hint="h = tanh(x Wx + h_prev Wh + b).")
-    assert_close(next_h, expected, atol=1e-6, what="RNNCell next state", hint="return h, [h].")
+    assert_close(h, expected, atol=1e-6, what="RNNCell h", mistakes=mistakes.rnn_cell(x, h_prev, *rnn_weights(D, H)),
+                 hint="h = tanh(x Wx + h_prev Wh + b).")
+    assert_close(next_h, expected, atol=1e-6, what="RNNCell next state",
+                 mistakes=mistakes.rnn_cell(x, h_prev, *rnn_weights(D, H), output="state"),
+                 hint="the next state is the new h.")
 
 
 def rnn_sequence(x, mask, weights):
@@ -245,7 +250,7 @@ def test_captioner_forward_matches_keras_built_ins(student):
     expected = keras_reference(weights, "rnn")([FEATURES, CAPTIONS_IN])
     valid = CAPTIONS_IN != 0
     assert_close(np.asarray(logits)[valid], np.asarray(expected)[valid], atol=1e-5, what="CaptioningRNN logits",
-                 hint="h0 = feature_projection(features); embed; rnn(x, initial_state=[h0], mask); output_projection.")
+                 hint="compared at the positions whose input word is not <NULL>.")
 
 
 def layer_weights(model):
@@ -278,8 +283,7 @@ def test_captioner_loss_at_init_is_about_log_v(student):
     loss = numpy_temporal_softmax_loss(logits, captions[:, 1:]) / 9
     assert abs(loss - np.log(1000)) < 0.5, f"per-word loss at init should be about log V = 6.9, got {loss:.2f}"
     assert_close(logits, keras_reference(weights)([features, captions[:, :-1]]), atol=1e-5,
-                 what="CaptioningRNN logits at init (with the weights it drew)",
-                 hint="h0 = feature_projection(features); embed; rnn(x, initial_state=[h0], mask); output_projection.")
+                 what="CaptioningRNN logits at init (with the weights it drew)")
 
 
 def captioner_gradients(vocab_size, embed_dim, hidden_dim, images, captions_in, captions_out):

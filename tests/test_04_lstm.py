@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from kcaption import mistakes
 from kcaption.layers import LSTMCell
 from kcaption.models import CaptioningRNN
 from kcaption.testing import (
@@ -56,10 +57,11 @@ def test_lstm_step_matches_numpy_fixture(student):
     h, (next_h, c) = student.run(lstm_step, x.astype("float64"), h_prev.astype("float64"), c_prev.astype("float64"),
                                  weights)
     expected_h, expected_c = numpy_lstm_step(x.astype("float64"), h_prev, c_prev, *weights)
-    hint = "gates in the order i, f, g, o; c = f * c_prev + i * g; h = o * tanh(c)."
-    assert_close(h, expected_h, atol=1e-10, what="LSTMCell h", hint=hint)
-    assert_close(c, expected_c, atol=1e-10, what="LSTMCell c", hint=hint)
-    assert_close(next_h, expected_h, atol=1e-10, what="LSTMCell next state h", hint="return h, [h, c].")
+    assert_close(h, expected_h, atol=1e-10, what="LSTMCell h",
+                 mistakes=mistakes.lstm_cell(x, h_prev, c_prev, *weights, output="h"))
+    assert_close(c, expected_c, atol=1e-10, what="LSTMCell c",
+                 mistakes=mistakes.lstm_cell(x, h_prev, c_prev, *weights, output="c"))
+    assert_close(next_h, expected_h, atol=1e-10, what="LSTMCell next state h", hint="the first state is the new h.")
 
 
 def lstm_sequence(x, mask, weights):
@@ -206,7 +208,7 @@ def test_captioner_forward_with_an_lstm_matches_keras_lstm(student, initial_cell
     logits = np.asarray(student.run(lstm_captioner_logits, *arguments))[valid]
     assert_close(logits, expected[valid], atol=1e-5,
                  what=f"CaptioningRNN(cell_type='lstm', initial_cell={initial_cell!r}) vs keras.layers.LSTM",
-                 hint="state = self.initial_state(h0); h = self.rnn(x, initial_state=state, mask=mask).")
+                 hint="the LSTM starts from self.initial_state(h0): c0 = 0, or c0 = h0 with initial_cell='h0'.")
 
 
 def make_captioner(vocab_size, **kwargs):

@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import pytest
 
+from kcaption import mistakes
 from kcaption.layers.attention import (
     AttentionLSTM,
     AttentionLSTMCell,
@@ -82,18 +83,21 @@ def test_dot_product_attention_matches_keras_attention(student):
     context, weights = student.run(attend, h_prev, A)
     expected_context, expected_weights = _reference_attention(h_prev, A)
     assert_close(weights, expected_weights, atol=1e-6, what="weights",
-                 hint="scores = A h_prev / sqrt(H), softmax over the L positions (axis=-1).")
+                 mistakes=mistakes.dot_product_attention(h_prev, A, output="weights"))
     assert_close(context, expected_context, atol=1e-6, what="context",
-                 hint="context = sum over l of weights[:, l] * A[:, l].")
+                 mistakes=mistakes.dot_product_attention(h_prev, A, output="context"))
 
 
 @pytest.mark.step("attention.dot_product")
 def test_attention_weights_are_a_distribution(student):
-    _, weights = student.run(attend, _values((N, H), -3, 3), _features() * 10)
+    h_prev, A = _values((N, H), -3, 3), _features() * 10
+    _, weights = student.run(attend, h_prev, A)
     weights = np.asarray(weights)
     assert weights.shape == (N, L), f"weights: expected shape {(N, L)}, got {weights.shape}."
+    wrong = mistakes.dot_product_attention(h_prev, A, output="weights")
     assert_close(weights.sum(axis=1), np.ones(N), atol=1e-5, what="weights summed over L",
-                 hint="Softmax over the L positions, not over the batch.")
+                 mistakes={hint: w.sum(axis=1) for hint, w in wrong.items()},
+                 hint="the weights of each example are a distribution over its L positions.")
 
 
 def attention_cell_step(x, h_prev, c_prev, A, weights):
@@ -111,10 +115,11 @@ def test_attention_lstm_cell_matches_keras_lstm_cell_on_x_and_context(student):
     h_prev, c_prev = _values((N, H), 0.5, -0.5), _values((N, H), -0.3, 0.7)
     h, h_again, c, A_again = student.run(attention_cell_step, x, h_prev, c_prev, A, _cell_weights())
     expected_h, expected_c, _ = _reference_step(x, h_prev, c_prev, A, _cell_weights())
-    hint = "Attend with h_prev first; z = x Wx + h_prev Wh + context Wattn + b; gates i, f, g, o."
-    assert_close(c, expected_c, atol=1e-5, what="next c", hint=hint)
-    assert_close(h, expected_h, atol=1e-5, what="next h", hint=hint)
-    assert_close(h_again, h, what="states[0]", hint="Return h, [h, c, A].")
+    assert_close(c, expected_c, atol=1e-5, what="next c",
+                 mistakes=mistakes.attention_lstm_cell(x, h_prev, c_prev, A, *_cell_weights(), output="c"))
+    assert_close(h, expected_h, atol=1e-5, what="next h",
+                 mistakes=mistakes.attention_lstm_cell(x, h_prev, c_prev, A, *_cell_weights(), output="h"))
+    assert_close(h_again, h, what="states[0]", hint="the first state is the new h.")
     assert_close(A_again, A, what="states[2]", hint="Pass the features A on unchanged.")
 
 
@@ -173,8 +178,7 @@ def test_attention_lstm_carries_states_over_masked_steps(student):
     assert_close(h_seq[0, 4:], np.repeat(h_seq[0, 3:4], T - 4, axis=0), what="h at masked steps")
     assert_close(h_seq[1:], full[1:], what="h of unmasked captions")
     expected, _ = _reference_sequence(x, A, _cell_weights())
-    assert_close(full, expected, atol=1e-5, what="h without a mask",
-                 hint="Attend with h_prev first; z = x Wx + h_prev Wh + context Wattn + b; gates i, f, g, o.")
+    assert_close(full, expected, atol=1e-5, what="h without a mask")
     assert_close(h_seq[0, :4], expected[0, :4], atol=1e-5, what="h before the masked steps")
 
 
@@ -384,8 +388,7 @@ def test_attention_captioner_fits_samples_and_saves(student):
     assert_close(attention, forced["attention"], atol=1e-5, what="attention while sampling vs teacher forcing")
     # ... and those of the reference LSTM, fed the same words and features.
     _, expected = _reference_sequence(forced["embedded"], forced["A"], forced["cell_weights"])
-    assert_close(attention, expected, atol=1e-5, what="attention while sampling vs the reference LSTM",
-                 hint="Attend with h_prev first; z = x Wx + h_prev Wh + context Wattn + b; gates i, f, g, o.")
+    assert_close(attention, expected, atol=1e-5, what="attention while sampling vs the reference LSTM")
     assert_close(run["reloaded"], run["original"], atol=1e-5, what="logits after save/load")
 
 

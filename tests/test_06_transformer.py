@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from kcaption import mistakes
 from kcaption.layers.multi_head_attention import MultiHeadAttention
 from kcaption.layers.positional import PositionalEncoding
 from kcaption.layers.transformer import TransformerDecoderLayer, causal_mask
@@ -53,8 +54,7 @@ def test_positional_encoding_matches_keras_hub(student):
     x = _wavy((N, 17, 16))
     (out,) = student.run(positional_encoding, x, 17)
     expected = x + np.asarray(keras_hub.layers.SinePositionEncoding()(x))
-    assert_close(out, expected, atol=1e-5, what="inputs + PE",
-                 hint="Even dimensions 2k: sin(t / 10000^(2k/D)); odd dimensions 2k+1: cos of the same angle.")
+    assert_close(out, expected, atol=1e-5, what="inputs + PE", mistakes=mistakes.positional_encoding(x))
 
 
 @pytest.mark.step("transformer.positional_encoding")
@@ -63,14 +63,14 @@ def test_positional_encoding_uses_dropout_only_in_training(student):
     inference, dropped = student.run(positional_encoding, x, 6, dropout=0.5, trainings=(False, True))
     reference = x + np.asarray(keras_hub.layers.SinePositionEncoding()(x))
     assert_close(inference, reference, atol=1e-5, what="output with training=False",
-                 hint="No dropout at inference.")
+                 mistakes=mistakes.positional_encoding(x), hint="No dropout at inference.")
     dropped = np.asarray(dropped)
     assert np.mean(dropped == 0) > 0.2, "training=True: expected about half of the values dropped to 0."
     # Exactly what dropout did: every value is either dropped to 0 or kept and scaled by 1 / (1 - 0.5) = 2.
     kept = dropped != 0
     assert np.mean(kept) > 0.2, f"training=True: expected about half of the values kept, got {np.mean(kept):.0%}."
     assert_close(dropped[kept], 2 * reference[kept], atol=1e-5, what="values kept by dropout (training=True)",
-                 hint="Dropout scales what it keeps by 1/(1-rate) = 2: apply self.dropout_layer to inputs + PE.")
+                 hint="dropout(inputs + PE) keeps a value scaled by 1/(1-rate) = 2, or sets it to 0.")
     (no_dropout,) = student.run(positional_encoding, x, 6, dropout=0.0, trainings=(True,))
     assert_close(no_dropout, reference, atol=1e-5, what="output with dropout=0 and training=True",
                  hint="With dropout=0, training=True must give the inference output.")
@@ -152,9 +152,10 @@ def test_multi_head_attention_matches_keras(student):
     ((out, attention),) = student.run(multi_head_attention, weights, [
         dict(query=query, value=value, return_attention_scores=True, training=False)])
     expected, expected_weights = _keras_mha(weights)(query, value, return_attention_scores=True, training=False)
-    hint = "Split E into h heads of d = E/h, scale the scores by 1/sqrt(d), softmax over the keys."
-    assert_close(attention, expected_weights, atol=1e-5, what="attention weights (N, h, T, S)", hint=hint)
-    assert_close(out, expected, atol=1e-5, what="output", hint=hint)
+    assert_close(attention, expected_weights, atol=1e-5, what="attention weights (N, h, T, S)",
+                 mistakes=mistakes.multi_head_attention(query, value, weights, HEADS, output="weights"))
+    assert_close(out, expected, atol=1e-5, what="output",
+                 mistakes=mistakes.multi_head_attention(query, value, weights, HEADS, output="output"))
 
 
 @pytest.mark.step("transformer.multi_head_attention")
@@ -169,9 +170,11 @@ def test_multi_head_attention_with_causal_and_padding_masks_matches_keras(studen
     ])
     keras_mha = _keras_mha(_mha_weights())
     expected, expected_weights = keras_mha(x, x, attention_mask=mask, return_attention_scores=True)
-    hint = "Set scores to -1e9 where the mask is False, before the softmax."
-    assert_close(weights, expected_weights, atol=1e-5, what="masked attention weights", hint=hint)
-    assert_close(out, expected, atol=1e-5, what="masked output", hint=hint)
+    wrong = {output: mistakes.multi_head_attention(x, x, _mha_weights(), HEADS, attention_mask=mask, output=output)
+             for output in ("weights", "output")}
+    assert_close(weights, expected_weights, atol=1e-5, what="masked attention weights", mistakes=wrong["weights"],
+                 masked=~mask[:, None], hint="a query attends only to the keys its mask row allows.")
+    assert_close(out, expected, atol=1e-5, what="masked output", mistakes=wrong["output"])
     assert_close(ours_2d, keras_mha(x, x, use_causal_mask=True), atol=1e-5,
                  what="output with a (T, T) mask", hint="A (T, T) mask must broadcast over the batch and heads.")
 
@@ -183,9 +186,10 @@ def test_fully_masked_rows_give_zeros_not_nan(student):
     mask[1] = True
     ((out, weights),) = student.run(multi_head_attention, _mha_weights(), [
         dict(query=x, value=x, attention_mask=mask, return_attention_scores=True)])
-    assert np.all(np.isfinite(np.asarray(out))), "A fully masked row gave NaN: use -1e9, not -inf, in the scores."
+    assert np.all(np.isfinite(np.asarray(out))), (
+        "A fully masked row gave NaN: a softmax over scores that are all -inf has no value; is -inf used?")
     assert_close(np.asarray(weights)[0], np.zeros((HEADS, T, T)), what="weights of a fully masked row",
-                 hint="Zero the weights where the mask is False after the softmax (as Keras does).")
+                 hint="a query with no key left gets weights 0, as in Keras.")
     # Keras zeroes such rows on its return_attention_scores path (its fused path does not).
     expected, _ = _keras_mha(_mha_weights())(x, x, attention_mask=mask, return_attention_scores=True)
     assert_close(out, expected, atol=1e-5, what="output")
@@ -206,7 +210,7 @@ def test_attention_dropout_only_in_training(student):
     assert_close(np.asarray(weights).sum(-1), np.ones((N, HEADS, T)), atol=1e-5,
                  what="returned weights summed over keys", hint="Return the weights before dropout.")
     assert not np.allclose(np.asarray(trained), np.asarray(inference_again)), (
-        "training=True gave the same output as training=False: apply self.dropout_layer to the weights."
+        "training=True with dropout=0.5 gave the same output as training=False: no dropout happened."
     )
     (no_dropout,) = student.run(multi_head_attention, _mha_weights(), [
         dict(query=query, value=value, training=True)], dropout=0.0)
@@ -226,9 +230,9 @@ def test_attention_dropout_only_in_training(student):
         f"{1 - np.mean(kept):.0%} were."
     )
     assert_close(seen[kept], 2 * expected[kept], atol=1e-5, what="attention weights kept by dropout",
-                 hint="Dropout scales the weights it keeps by 1/(1-0.5) = 2: apply self.dropout_layer to the weights.")
+                 hint="dropout keeps an attention weight scaled by 1/(1-0.5) = 2, or sets it to 0.")
     assert_close(total, seen.sum(-1), atol=1e-5, what="each head's output vs its dropped weights",
-                 hint="Drop attention weights, then weight the values with them (not dropout on the heads' output).")
+                 hint="each head's output is the values weighted by its dropped-out weights.")
 
 
 @pytest.mark.step("transformer.multi_head_attention")
@@ -270,8 +274,7 @@ def test_drop_head_drops_whole_heads_and_rescales(student):
                  hint="A kept head is scaled by 1/(1-0.5) = 2, all of it; a dropped one is all zeros.")
     assert 0.2 < np.mean(kept) < 0.8, f"drop_head=0.5 dropped {1 - np.mean(kept):.0%} of the heads, not about half."
     assert len({tuple(row) for row in kept}) > 1, (
-        f"DropHead dropped the same heads in all {many} examples: draw the noise per example, "
-        "noise_shape=(N, 1, h, 1)."
+        f"DropHead dropped the same heads in all {many} examples: each example draws its own heads to drop."
     )
 
 
@@ -313,28 +316,13 @@ def test_causal_mask_is_lower_triangular(student):
     lengths = [1, 2, 4, 7]
     masks = student.run(causal_masks, lengths)
     literal = np.array([[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1]], bool)
-    assert np.array_equal(np.asarray(masks[2]), literal), (
-        f"causal_mask(4): expected\n{literal.astype(int)}\ngot\n{np.asarray(masks[2]).astype(int)}\n"
-        "Row t is the query: it may attend to the keys s <= t (itself included)."
-    )
+    assert_close(np.asarray(masks[2]).astype(bool), literal, atol=0, what="causal_mask(4)",
+                 mistakes=mistakes.causal_mask(4),
+                 hint=f"Row t is the query: it may attend to the keys s <= t (itself included). Expected\n"
+                      f"{literal.astype(int)}\ngot\n{np.asarray(masks[2]).astype(int)}")
     for length, mask in zip(lengths, masks):
-        mask, expected = np.asarray(mask), np.tril(np.ones((length, length), bool))
-        assert mask.shape == expected.shape, f"causal_mask({length}): expected shape {expected.shape}, got {mask.shape}."
-        assert np.array_equal(mask.astype(bool), expected), (
-            f"causal_mask({length}): expected np.tril(np.ones(({length}, {length}))), got\n{mask.astype(int)}\n"
-            + _mask_hint(mask.astype(bool), expected)
-        )
-
-
-def _mask_hint(mask, expected):
-    """What a wrong causal mask got wrong, from what it holds."""
-    if np.array_equal(mask, expected.T):
-        return "It is transposed: True above the diagonal lets each word see the words after it."
-    if np.array_equal(mask, np.tril(expected, -1)):
-        return "The diagonal is False: a word must be able to attend to itself (s <= t, not s < t)."
-    if np.any(mask & ~expected):
-        return "True above the diagonal: those entries let a word see later words."
-    return "False below the diagonal: each word must see every earlier word."
+        assert_close(np.asarray(mask).astype(bool), np.tril(np.ones((length, length), bool)), atol=0,
+                     what=f"causal_mask({length})", mistakes=mistakes.causal_mask(length))
 
 
 def causal_masks_in_a_graph(lengths):
@@ -347,9 +335,9 @@ def causal_masks_in_a_graph(lengths):
 def test_causal_mask_takes_a_tensor_length(student):
     lengths = [2, 5]
     for length, mask in zip(lengths, student.run(causal_masks_in_a_graph, lengths)):
-        assert_close(np.asarray(mask).astype(int), np.tril(np.ones((length, length), int)), atol=0,
+        assert_close(np.asarray(mask).astype(bool), np.tril(np.ones((length, length), bool)), atol=0,
                      what=f"causal_mask(T) with T = {length} a tensor, inside a tf.function",
-                     hint="In a compiled graph T is a tensor: build the mask with keras.ops, not NumPy or range().")
+                     mistakes=mistakes.causal_mask(length))
 
 
 @pytest.mark.step("transformer.causal_mask")
@@ -420,8 +408,7 @@ def test_padding_mask_hides_padded_tokens(student):
     changed[~padding] = -3.0
     out, out_changed = student.run(decoder_layer, weights, memory, [
         dict(inputs=x, padding_mask=padding), dict(inputs=changed, padding_mask=padding)])
-    hint = ("Hide padded *keys* from self-attention: combine the causal mask (T, T) with "
-            "padding_mask[:, None, :] (N, 1, T), not padding_mask[:, :, None].")
+    hint = "a padded token is hidden as a key from every query of the self-attention, as the causal mask hides later ones."
     assert_close(np.asarray(out_changed)[padding], np.asarray(out)[padding], atol=1e-5,
                  what="outputs at real tokens after changing the padded ones", hint=hint)
     assert_close(out, reference(x, memory, decoder_padding_mask=padding), atol=1e-4,
@@ -458,12 +445,12 @@ def test_decoder_layer_returns_the_cross_attention_weights(student):
                  hint="return_attention_scores must not change the output.")
     assert np.asarray(attention).shape == (N, HEADS, T, S), (
         f"attention weights: expected the cross-attention's (N, h, T, L) = {(N, HEADS, T, S)}, "
-        f"got {np.asarray(attention).shape}. Return the weights of self.cross_attention (queries: the caption, "
-        "keys: the memory), not the self-attention's."
+        f"got {np.asarray(attention).shape}: the weights returned are the cross-attention's (queries: the caption, "
+        "keys: the memory)."
     )
     assert_close(attention, _keras_cross_attention_weights(weights, x, memory, padding), atol=1e-5,
                  what="cross-attention weights (N, h, T, L)",
-                 hint="The weights of self.cross_attention(x, memory), x being the self-attention block's output.")
+                 hint="the cross-attention's queries are the self-attention block's output.")
 
 
 # A layer whose every block but one adds nothing, and whose attention outputs are their biases (value weights 0),
@@ -530,7 +517,7 @@ def test_decoder_layer_uses_dropout_only_in_training(student):
         dropout=0.5)
     expected = reference(x, memory, decoder_padding_mask=padding, training=False)
     assert_close(inference, expected, atol=1e-4, what="output with dropout=0.5 and training=False",
-                 hint="No dropout at inference: pass training=training to self.dropout_layer, never training=True.")
+                 hint="No dropout at inference (training=False).")
     assert not np.allclose(np.asarray(trained), np.asarray(inference), atol=1e-4), (
         "training=True with dropout=0.5 gave the inference output: apply self.dropout_layer(..., training=training).")
     (no_dropout,) = student.run(decoder_layer, weights, memory, [
@@ -680,11 +667,11 @@ def test_captioner_matches_keras_hub_decoder_stack(student):
         dict(inputs=(features, captions), return_attention=True)])
     # The reference: the same weights in keras / keras_hub layers.
     expected = _reference_logits(weights, features, captions)
-    hint = "memory = feature_projection(features); x = positional_encoding(embedding(captions)); the layers; output_projection."
-    assert_close(logits, expected, atol=1e-4, what="logits", hint=hint)
+    assert_close(logits, expected, atol=1e-4, what="logits")
     assert tuple(attention.shape) == (N, captions.shape[1], L)
     assert_close(np.asarray(attention).sum(-1), np.ones((N, captions.shape[1])), atol=1e-5,
-                 what="attention summed over the memory", hint="Average the last layer's weights over the heads (axis 1).")
+                 what="attention summed over the memory",
+                 hint="attention is the last layer's cross-attention weights averaged over the heads.")
 
 
 @pytest.mark.step("transformer.captioner")
@@ -695,7 +682,8 @@ def test_captioner_future_tokens_do_not_change_past_logits(student):
     logits_changed, logits = student.run(captioner_calls, weights, [
         dict(inputs=(features, changed)), dict(inputs=(features, captions))])
     assert_close(logits_changed[:, :4], logits[:, :4], atol=1e-5,
-                 what="logits at positions 0..3 after changing tokens 4..", hint="Pass the padding mask; the layers apply the causal mask.")
+                 what="logits at positions 0..3 after changing tokens 4..",
+                 hint="the logits at position t depend only on the tokens 0..t.")
     assert_close(logits, _reference_logits(weights, features, captions), atol=1e-4, what="logits")
 
 

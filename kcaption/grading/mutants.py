@@ -55,6 +55,8 @@ class Edit:
         new: what replaces it.
         why: the bug (or the variant) in a student's words, e.g. "forgot the bias".
         file: the solutions file, relative to solutions/ (default: the step's own file).
+        hint: for a bug that a check's mistake catalog models (`kcaption.mistakes`), words
+            of the hint its failing test must show (tests/kit/test_feedback.py checks it).
     """
 
     step: str
@@ -62,6 +64,7 @@ class Edit:
     new: str
     why: str
     file: str = ""
+    hint: str = ""
 
     def path(self, solutions):
         return Path(solutions) / (self.file or str(Path(registry.get_step(self.step).path).relative_to("kcaption")))

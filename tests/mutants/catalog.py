@@ -22,18 +22,21 @@ MUTANTS = [
         old="            if i == END:\n                break\n",
         new="            if i == END:\n                continue\n",
         why="does not stop at <END>: words after it are kept",
+        hint="stop at the first <END>",
     ),
     Edit(
         "data.decode_captions",
         old="            if i not in (NULL, START):\n",
         new="            if i != NULL:\n",
         why="keeps the <START> token in the caption",
+        hint="'<START>' is in a caption",
     ),
     Edit(
         "data.decode_captions",
         old="    return captions[0] if ids.ndim == 1 else captions",
         new="    return captions",
         why="a single caption (1-D ids) comes back as a list",
+        hint="(T,) ids gave a list",
     ),
     # embedding.forward
     Edit(
@@ -41,24 +44,28 @@ MUTANTS = [
         old='ids = ops.cast(inputs, "int32")',
         new='ids = ops.cast(inputs, "int32") - 1',
         why="ids treated as 1-based (off by one)",
+        hint="off by one",
     ),
     Edit(
         "embedding.forward",
         old="return ops.take(self.W_embed, ids, axis=0)",
         new="return ops.take(self.W_embed, ids, axis=0) * ops.sqrt(ops.cast(ops.shape(self.W_embed)[1], 'float32'))",
         why="scales by sqrt(D) as in the Transformer paper (not this layer's job)",
+        hint="sqrt(D)",
     ),
     Edit(
         "embedding.forward",
         old="return ops.take(self.W_embed, ids, axis=0)",
         new="return ops.take(ops.transpose(self.W_embed), ids % ops.shape(self.W_embed)[1], axis=0)",
         why="looks up columns of a transposed matrix",
+        hint="transposed",
     ),
     Edit(
         "embedding.forward",
         old="        return ops.take(self.W_embed, ids, axis=0)",
         new='        return ops.cast(ops.take(ops.cast(self.W_embed, "float32"), ids, axis=0), self.compute_dtype)',
         why="gathers from a float32 copy of W_embed and casts back: float64 rows lose their last digits",
+        hint="round trip through float32",
     ),
     # loss.temporal_softmax
     Edit(
@@ -78,6 +85,7 @@ MUTANTS = [
         old="    log_probs = ops.log_softmax(logits, axis=-1)",
         new='    log_probs = ops.cast(ops.log_softmax(ops.cast(logits, "float32"), axis=-1), dtype)',
         why="takes the log-softmax in float32 and casts back: the right dtype, float32 precision",
+        hint="float32 precision",
     ),
     Edit(
         "loss.temporal_softmax",
@@ -90,24 +98,28 @@ MUTANTS = [
         old="return -ops.sum(picked * mask) / batch_size",
         new="return -ops.sum(picked) / batch_size",
         why="<NULL> targets not masked",
+        hint="(<NULL>) are counted",
     ),
     Edit(
         "loss.temporal_softmax",
         old="return -ops.sum(picked * mask) / batch_size",
         new="return -ops.mean(picked * mask)",
         why="mean over time (and batch) instead of sum over time, mean over the batch",
+        hint="averaged over all N*T",
     ),
     Edit(
         "loss.temporal_softmax",
         old="return -ops.sum(picked * mask) / batch_size",
         new="return -ops.sum(picked * mask) / ops.sum(mask)",
         why="divides by the number of real tokens instead of the batch size",
+        hint="number of counted tokens",
     ),
     Edit(
         "loss.temporal_softmax",
         old="log_probs = ops.log_softmax(logits, axis=-1)",
         new="log_probs = ops.log_softmax(logits, axis=1)",
         why="softmax over the time axis instead of the vocabulary",
+        hint="softmax over the time axis",
     ),
     # rnn.cell
     Edit(
@@ -115,18 +127,21 @@ MUTANTS = [
         old="ops.matmul(h_prev, self.Wh) + self.b)",
         new="ops.matmul(h_prev, self.Wh))",
         why="forgot the bias",
+        hint="no bias",
     ),
     Edit(
         "rnn.cell",
         old="h = ops.tanh(",
         new="h = ops.sigmoid(",
         why="sigmoid instead of tanh",
+        hint="sigmoid where the RNN takes tanh",
     ),
     Edit(
         "rnn.cell",
         old="return h, [h]",
         new="return h, [h_prev]",
         why="returns the old state: the recurrence never moves",
+        hint="the next state is h_prev",
     ),
     # lstm.cell
     Edit(
@@ -134,24 +149,28 @@ MUTANTS = [
         old="z_i, z_f, z_g, z_o = ops.split(z, 4, axis=-1)",
         new="z_i, z_f, z_o, z_g = ops.split(z, 4, axis=-1)",
         why="old course-notes gate order i, f, o, g instead of Keras's i, f, g, o",
+        hint="order i, f, o, g",
     ),
     Edit(
         "lstm.cell",
         old="g = ops.tanh(z_g)",
         new="g = ops.sigmoid(z_g)",
         why="gate activation swapped: sigmoid on the candidate g",
+        hint="sigmoid on the candidate g",
     ),
     Edit(
         "lstm.cell",
         old="c = f * c_prev + i * g",
         new="c = i * g",
         why="`c = i*g` instead of `c = f*c_prev + i*g` (= instead of +=)",
+        hint="c_prev is forgotten",
     ),
     Edit(
         "lstm.cell",
         old=" + self.b  # (N, 4H)",
         new="  # (N, 4H)",
         why="forgot the bias",
+        hint="no bias",
     ),
     # captioner.forward
     Edit(
@@ -247,18 +266,21 @@ MUTANTS = [
         old="ops.where(j % 2 == 0, ops.sin(angle), ops.cos(angle))",
         new="ops.where(j % 2 == 0, ops.cos(angle), ops.sin(angle))",
         why="sine and cosine swapped",
+        hint="sine and cosine swapped",
     ),
     Edit(
         "transformer.positional_encoding",
         old="exponent = ops.cast(2 * (j // 2), inputs.dtype) / D",
         new="exponent = ops.cast(j, inputs.dtype) / D",
         why="frequency exponent j/D instead of 2*(j//2)/D",
+        hint="exponent j/D",
     ),
     Edit(
         "transformer.positional_encoding",
         old="t = ops.cast(ops.arange(T), inputs.dtype)",
         new="t = ops.cast(ops.arange(1, T + 1), inputs.dtype)",
         why="positions counted from 1",
+        hint="positions counted from 1",
     ),
     Edit(
         "transformer.multi_head_attention",
@@ -284,24 +306,28 @@ MUTANTS = [
         old=" / ops.sqrt(ops.cast(d, Q.dtype))",
         new="",
         why="missing 1/sqrt(d_head)",
+        hint="not scaled",
     ),
     Edit(
         "transformer.multi_head_attention",
         old="ops.sqrt(ops.cast(d, Q.dtype))",
         new="ops.sqrt(ops.cast(h * d, Q.dtype))",
         why="scaled by the model width instead of the head width",
+        hint="sqrt(E)",
     ),
     Edit(
         "transformer.multi_head_attention",
         old="weights = ops.softmax(scores, axis=-1)",
         new="weights = ops.softmax(scores, axis=-2)",
         why="softmax over the query axis instead of the keys",
+        hint="softmax over the queries",
     ),
     Edit(
         "transformer.multi_head_attention",
         old="scores = ops.where(mask, scores, ops.cast(-1e9, scores.dtype))",
         new="scores = scores",
         why="attention mask applied after the softmax only (weights not renormalised)",
+        hint="masked only after the softmax",
     ),
     # transformer.captioner
     Edit(
@@ -338,18 +364,21 @@ MUTANTS = [
         old="return ops.expand_dims(i, 1) >= ops.expand_dims(i, 0)",
         new="return ops.expand_dims(i, 1) > ops.expand_dims(i, 0)",
         why="> instead of >=: a word may not attend to itself (diagonal masked)",
+        hint="the diagonal is False",
     ),
     Edit(
         "transformer.causal_mask",
         old="return ops.expand_dims(i, 1) >= ops.expand_dims(i, 0)",
         new="return ops.expand_dims(i, 1) <= ops.expand_dims(i, 0)",
         why="transposed mask: each word sees the words after it, not before",
+        hint="transposed",
     ),
     Edit(
         "transformer.causal_mask",
         old="return ops.expand_dims(i, 1) >= ops.expand_dims(i, 0)",
         new="return ops.expand_dims(i, 1) + 1 >= ops.expand_dims(i, 0)",
         why="off by one: each word also sees the next word",
+        hint="off by one",
     ),
     Edit(
         "transformer.causal_mask",
@@ -434,18 +463,21 @@ MUTANTS = [
         old="/ ops.sqrt(H)  # (N, L)",
         new="# (N, L)",
         why="missing 1/sqrt(H) scale on the scores",
+        hint="not scaled",
     ),
     Edit(
         "attention.dot_product",
         old="weights = ops.softmax(scores, axis=-1)",
         new="weights = ops.softmax(scores, axis=0)",
         why="softmax over the batch axis instead of the L positions",
+        hint="softmax over the batch axis",
     ),
     Edit(
         "attention.dot_product",
         old='context = ops.einsum("nl,nlh->nh", weights, A)',
         new='context = ops.mean(A, axis=1)',
         why="context is the plain mean of the features, ignoring the weights",
+        hint="plain mean of A",
     ),
     Edit(
         "attention.dot_product",
@@ -459,24 +491,28 @@ MUTANTS = [
         old="            + ops.matmul(context, self.Wattn)\n",
         new="",
         why="forgot the attention context term",
+        hint="context term is missing",
     ),
     Edit(
         "attention.lstm_cell",
         old="z_i, z_f, z_g, z_o = ops.split(z, 4, axis=-1)",
         new="z_i, z_f, z_o, z_g = ops.split(z, 4, axis=-1)",
         why="old course-notes gate order i, f, o, g instead of Keras's i, f, g, o",
+        hint="order i, f, o, g",
     ),
     Edit(
         "attention.lstm_cell",
         old="context, _ = _attend(h_prev, A)",
         new="context, _ = _attend(c_prev, A)",
         why="attends with the cell state instead of the hidden state",
+        hint="attended with c_prev",
     ),
     Edit(
         "attention.lstm_cell",
         old="h = o * ops.tanh(c)",
         new="h = o * c",
         why="forgot the tanh on the new cell state",
+        hint="tanh of c missing",
     ),
     Edit(
         "attention.lstm_cell",
