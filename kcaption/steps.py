@@ -125,7 +125,8 @@ def graded(step_id, *, lesson, points):
 
         @functools.wraps(fn)
         def run_step(*args, **kwargs):
-            body = step.solution() if uses_reference(step_id) else fn
+            # Not `fn`: IPython's %autoreload swaps run_step's __dict__ (so __wrapped__), never its closure.
+            body = step.solution() if uses_reference(step_id) else run_step.__wrapped__
             return body(*args, **kwargs)
 
         run_step.graded_step = step_id
@@ -317,7 +318,11 @@ def get_step(step_id):
 
 
 class StepsNotImplemented(RuntimeError):
-    """Raised by `require` when a command needs steps that are still stubs."""
+    """Raised by `require` when a command needs steps that are still stubs (their ids: `step_ids`)."""
+
+    def __init__(self, message, step_ids=()):
+        super().__init__(message)
+        self.step_ids = list(step_ids)
 
 
 def require(step_ids, what):
@@ -335,7 +340,8 @@ def require(step_ids, what):
             f"{what} needs graded steps you have not implemented yet:\n"
             + "\n".join(lines)
             + "\nOpen each file, replace the `raise NotImplementedError` with your code, and "
-            f"check each step with its lesson's check cells or `pytest --step-id {missing[0].id}`."
+            f"check each step with its lesson's check cells or `pytest --step-id {missing[0].id}`.",
+            [s.id for s in missing],
         )
 
 

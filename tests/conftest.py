@@ -108,17 +108,23 @@ def _graded_step_bodies(request):
 _TODO = re.compile(r"TODO ([\w.]+):")
 
 
-def _todo_step(error):
-    """The step id in a stub's NotImplementedError, searched along the exception chain."""
+def _todo_steps(error):
+    """The ids of the stubs that stopped a test, searched along the exception chain.
+
+    A stub's NotImplementedError says "TODO <id>:"; `steps.require` (a command's
+    pre-check) raises StepsNotImplemented with the ids.
+    """
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
+        if isinstance(error, steps.StepsNotImplemented):
+            return error.step_ids
         if isinstance(error, NotImplementedError):
             found = _TODO.search(str(error))
             if found:
-                return found.group(1)
+                return [found.group(1)]
         error = error.__cause__ or error.__context__
-    return None
+    return []
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -126,12 +132,12 @@ def pytest_runtest_makereport(item, call):
     report = (yield).get_result()
     if not report.failed or call.excinfo is None or item.get_closest_marker("step"):
         return
-    step_id = _todo_step(call.excinfo.value)
-    if step_id is not None:
-        step = steps.get_step(step_id)
+    needed = [steps.get_step(i) for i in _todo_steps(call.excinfo.value)]
+    if needed:
         report.outcome = "skipped"
         report.longrepr = (
             str(item.path), item.location[1] or 0,
-            f"Skipped: needs graded step {step_id} ({step.qualname} in {step.path}, lesson {step.lesson}): "
-            "implement it first.",
+            "Skipped: needs graded step " + ", ".join(
+                f"{s.id} ({s.qualname} in {s.path}, lesson {s.lesson})" for s in needed)
+            + (": implement it first." if len(needed) == 1 else ": implement them first."),
         )
