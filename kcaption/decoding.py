@@ -33,12 +33,14 @@ def greedy_search(next_logits, state, start_tokens, max_length, end_token=END, p
     Shapes: start_tokens (N,) int; returns int32 (N, max_length).
 
     Hints:
-    - Use a plain Python `for` loop over `range(max_length)` and `keras.ops`
-      only (`ops.argmax`, `ops.where`, `ops.equal`, `ops.logical_or`, `ops.stack`):
-      inside `tf.function` the loop is traced once into a compiled graph.
-    - Keep a boolean `done` (N,), true once a caption has emitted end_token.
-      Decide the padding from `done` *before* updating it with this step's tokens.
-    - Cast the argmax to "int32" before feeding it back.
+    - A plain Python `for` loop over `range(max_length)` with `keras.ops` inside:
+      `tf.function` traces it once into a compiled graph (so no NumPy, and no
+      `.shape[0]`, which is None for a batch size known only at run time).
+    - Tools: `ops.argmax`, `ops.where`, `ops.equal`, `ops.logical_or`,
+      `ops.zeros_like`, `ops.stack`, `ops.cast` (argmax gives int64; the model
+      is fed int32).
+    - Keep, per caption, whether it has already emitted end_token: a caption
+      keeps its own end_token, and only the steps after it become pad_token.
     """
     raise NotImplementedError(
         "TODO captioner.sample: implement greedy_search in kcaption/decoding.py (lesson 03_rnn)"

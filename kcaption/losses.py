@@ -21,16 +21,20 @@ def temporal_softmax_loss(logits, targets, ignore_index=0):
     bfloat16 logits (mixed precision) a float32 loss.
 
     Hints:
-    - Compute log-probabilities stably with `ops.log_softmax` (never log(softmax)),
-      in float32 even if logits are float16 (cast them up), in float64 if they are
-      float64 (do not cast them down): `keras.backend.result_type(logits.dtype, "float32")`
-      is that dtype. Cast the mask and N to it too.
-    - Pick the log-probability of each target: `ops.take_along_axis` on the last axis
-      (targets need a trailing axis of size 1), or a one-hot product.
-    - Ignored positions must contribute exactly 0 (multiply by the mask; make sure
-      the ignored ids, which are valid indices, cannot produce NaN).
-    - Divide by N (the batch size), not by the number of unmasked tokens.
-      A batch whose every target is ignored gives 0, not NaN.
+    - Tools: `ops.log_softmax(x, axis=...)` (stable; log(softmax) is not),
+      `ops.take_along_axis` (one entry per position along an axis; its indices
+      have the rank of the tensor) or `ops.one_hot`, `ops.not_equal`, `ops.sum`,
+      `ops.shape`, `ops.cast`; `keras.backend.result_type(a, b)` names the dtype
+      two dtypes promote to.
+    - Which axis does the softmax run over? p is a distribution over the V words.
+    - Every float in the computation (the mask and N too) shares the loss's dtype.
+    - An ignored position adds exactly 0 (its id is still a valid index, so no
+      NaN can come from it); a batch whose every target is ignored gives 0, not NaN.
+    - The sum is divided by N, as in the math; not by a count of tokens.
+
+    References:
+        CS231n assignment 3, `temporal_softmax_loss`;
+        `keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)`.
     """
     raise NotImplementedError(
         "TODO loss.temporal_softmax: implement temporal_softmax_loss in kcaption/losses.py "

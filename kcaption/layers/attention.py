@@ -38,9 +38,17 @@ def dot_product_attention(h_prev, A):
         weights: (N, L) the attention weights; every row sums to 1.
 
     Hints:
-        - `ops.einsum("nlh,nh->nl", A, h_prev)` gives all L scores at once.
-        - Scale by sqrt(H) with H = `ops.shape(A)[-1]` (cast it to float).
-        - `ops.softmax(x, axis=-1)`; then another einsum for the context.
+        - Tools: `ops.einsum` for batched dot products and weighted sums (or
+          `ops.matmul` with `ops.expand_dims` / `ops.squeeze`), `ops.softmax(x, axis=...)`,
+          `ops.sqrt`, `ops.shape`, `ops.cast`.
+        - Which axis does the softmax run over? Each example's weights sum to 1
+          over its L positions.
+        - H read from a shape is an integer: cast it to A's dtype before the
+          square root (a float32 sqrt(H) loses precision on float64 inputs).
+
+    References:
+        Xu et al. 2015, "Show, Attend and Tell"; Vaswani et al. 2017, section 3.2.1
+        (scaled dot-product attention); `keras.layers.Attention`.
     """
     raise NotImplementedError(
         "TODO attention.dot_product: implement dot_product_attention in "
@@ -126,10 +134,11 @@ class AttentionLSTMCell(keras.layers.Layer):
             `h, [h, c, A]`: A is passed on unchanged.
 
         Hints:
-            - Unpack: `h_prev, c_prev, A = states`.
-            - Attend with the *previous* hidden state, before the gates, using
-              your `dot_product_attention` from this file.
-            - `ops.split(z, 4, axis=-1)`, `ops.sigmoid`, `ops.tanh`.
+            - `states` holds h_prev, c_prev and A, in that order.
+            - The attention's query is the *previous* hidden state: attend before
+              the gates, with your `dot_product_attention` from this file.
+            - Tools: `ops.matmul`, `ops.split`, `ops.sigmoid`, `ops.tanh`: the gates
+              are your LSTMCell's, with one more term in z.
         """
         raise NotImplementedError(
             "TODO attention.lstm_cell: implement AttentionLSTMCell.call in "

@@ -62,8 +62,13 @@ class WordEmbedding(keras.layers.Layer):
         Shapes: inputs (N, T) int, self.W_embed (V, D) -> out (N, T, D).
 
         Hints:
-        - This is a gather of rows: `ops.take(params, indices, axis=0)`.
-        - Cast the ids to "int32" first: they may arrive as floats or int64.
+        - Tools: `ops.take` gathers slices of a tensor along one axis (read what
+          it does without an `axis`); `ops.one_hot` with `ops.matmul` is another
+          way to pick rows; `ops.cast` changes a dtype.
+        - The ids may arrive as floats or int64 (NumPy, tf.data), while a gather
+          wants integer indices.
+        - The rows come out as stored: no scaling, and in W_embed's own dtype (a
+          float64 layer gives float64 vectors, without a float32 round trip).
         - No loop over N or T is needed.
         """
         raise NotImplementedError(

@@ -86,9 +86,13 @@ class LSTMCell(keras.layers.Layer):
         self.Wx (D, 4H), self.Wh (H, 4H), self.b (4H,) -> h, c (N, H).
 
         Hints:
-        - `ops.split(z, 4, axis=-1)` cuts z into the four gate blocks.
-        - `ops.sigmoid`, `ops.tanh`; `*` is elementwise.
-        - Return `h, [h, c]`.
+        - Tools: `ops.matmul`, `ops.split` (equal blocks along one axis),
+          `ops.sigmoid`, `ops.tanh`; `*` is elementwise.
+        - The four H-wide blocks of z follow the order above, i, f, g, o (not the
+          i, f, o, g of older course notes): that is how Keras lays out its
+          weights, so a `keras.layers.LSTM`'s weights load into this cell.
+        - The cell returns its output, then its next states in the order of
+          `states`.
         """
         raise NotImplementedError(
             "TODO lstm.cell: implement LSTMCell.call in kcaption/layers/lstm.py (lesson 04_lstm)"

@@ -118,15 +118,21 @@ class MultiHeadAttention(keras.layers.Layer):
             output (N, T, E), or (output, weights (N, h, T, S)).
 
         Hints:
-            - Split heads with `ops.reshape(Q, (N, T, self.num_heads, self.head_dim))`
-              (N = `ops.shape(query)[0]`, T likewise), then `ops.einsum("nthd,nshd->nhts", Q, K)`.
-            - The mask has no head axis: `ops.expand_dims(attention_mask, -3)`.
-              Use `ops.where(mask, scores, -1e9)` (not -inf: a fully masked row
-              would become NaN), and `ops.where(mask, weights, 0.0)` after softmax.
-            - Return the weights *before* dropout.
-            - DropHead: `keras.random.dropout(heads, self.drop_head,
-              noise_shape=(N, 1, self.num_heads, 1), seed=self.seed_generator)`,
-              only when `training` and `self.drop_head > 0`.
+            - Tools: `ops.matmul`; `ops.reshape` and `ops.transpose`, or
+              `ops.einsum` (which contracts and reorders axes at once), to go
+              between (N, T, E) and one (T, d) slice per head; `ops.shape` (N, T,
+              S are tensors in a compiled graph); `ops.softmax`, `ops.where`,
+              `ops.expand_dims`, `ops.cast`.
+            - A reshape keeps the numbers in order: (N, T, E) splits into
+              (N, T, h, d) directly, never straight into (N, h, T, d).
+            - The mask has no head axis. A masked score must not be -inf (a
+              fully masked row would become NaN); after the softmax a masked
+              weight is exactly 0, as in Keras.
+            - The weights returned are those before dropout.
+            - DropHead: `keras.random.dropout` takes a `noise_shape` (axes of
+              size 1 share one draw: here one per example and head) and
+              `seed=self.seed_generator`; only when `training` and
+              `self.drop_head > 0`.
         """
         raise NotImplementedError(
             "TODO transformer.multi_head_attention: implement MultiHeadAttention.call in "

@@ -85,11 +85,14 @@ class PositionalEncoding(keras.layers.Layer):
             (N, T, D).
 
         Hints:
-            - T = `ops.shape(inputs)[1]`; positions `ops.arange(T)` as a column
-              (T, 1), frequencies as a row (1, D); cast both to inputs.dtype.
-            - `ops.where(j % 2 == 0, ops.sin(angle), ops.cos(angle))` picks
-              sine or cosine per dimension.
-            - PE (T, D) broadcasts over the batch when added to (N, T, D).
+            - Tools: `ops.shape` (T is a tensor inside a compiled graph),
+              `ops.arange`, `ops.cast`, `ops.power` (or `ops.exp` and `ops.log`),
+              `ops.sin`, `ops.cos`, `ops.where` (picks, element by element, from
+              two tensors), and `//`, `%` on integer tensors.
+            - Broadcasting builds the (T, D) table at once: the positions as a
+              column, the dimensions as a row. Compute it in inputs.dtype.
+            - PE (T, D) broadcasts over the batch; `self.dropout_layer` does the
+              dropout.
         """
         raise NotImplementedError(
             "TODO transformer.positional_encoding: implement PositionalEncoding.call in "

@@ -64,9 +64,10 @@ class RNNCell(keras.layers.Layer):
         self.Wh (H, H), self.b (H,) -> h (N, H).
 
         Hints:
-        - `states` is a list (or tuple): `h_prev = states[0]`.
-        - Use `ops.matmul` and `ops.tanh`; `b` broadcasts over the batch.
-        - Return `h, [h]`: the output, then the list of next states.
+        - `states` is a list (or tuple) of the cell's states; this cell has one.
+        - Tools: `ops.matmul`, `ops.tanh`; b (H,) broadcasts over the batch.
+        - A Keras cell returns its output, then the list of its next states, in
+          the order of `states`; here the next state is h itself.
         """
         raise NotImplementedError(
             "TODO rnn.cell: implement RNNCell.call in kcaption/layers/rnn.py (lesson 03_rnn)"

@@ -130,22 +130,26 @@ class CaptioningRNN(Captioner):
     def call(self, inputs, training=None):
         """Teacher-forced forward pass: logits of the next word at every step.
 
-        Steps:
-            features = self.encode(images_or_features, training)   (N, C)
-            h0 = self.feature_projection(features)                 (N, H)
-            state = self.initial_state(h0)                          [h0] or [h0, c0]
-            x = self.embedding(captions_in)                         (N, T, D)
-            mask = captions_in != <NULL> (id 0)                     (N, T) bool
-            h = self.rnn(x, initial_state=state, mask=mask)         (N, T, H)
-            logits = self.output_projection(h)                      (N, T, V)
+        Math (the data flow):
+            features = the encoder's output for the images (or the features)   (N, C)
+            h0       = W_proj features + b_proj                                (N, H)
+            state    = the cell's first states, made from h0                    [h0] or [h0, c0]
+            x        = the word vectors of captions_in                          (N, T, D)
+            mask     = (captions_in != <NULL>), id 0                            (N, T) bool
+            h        = the cell run over x from `state`, a masked step keeping
+                       the previous state                                       (N, T, H)
+            logits   = W_out h + b_out, at every step                           (N, T, V)
 
         Shapes: inputs = (images (N, S, S, 3) or features (N, C), captions_in (N, T) int)
         -> logits (N, T, V).
 
         Hints:
-        - Unpack: `images_or_features, captions_in = inputs`.
-        - Every sub-layer is already built in `__init__`: only call them.
-        - `ops.not_equal(captions_in, 0)` is the mask.
+        - Tools, all built in `__init__` (only call them): `self.encode`,
+          `self.feature_projection`, `self.initial_state`, `self.embedding`,
+          `self.rnn` (a `keras.layers.RNN`: read which call arguments take a
+          first state and a mask), `self.output_projection`; `ops.not_equal`.
+        - `inputs` is a pair; pass `training` to the sub-layers that take it.
+        - Logits, not probabilities: the loss applies the softmax.
         """
         raise NotImplementedError(
             "TODO captioner.forward: implement CaptioningRNN.call in "

@@ -110,26 +110,27 @@ class CaptioningTransformer(Captioner):
     def call(self, inputs, training=None, return_attention=False):
         """Teacher-forced forward pass: logits of the next word at every position.
 
-        Steps:
-            features = self.encode(images_or_features, training)       (N, L, C)
-            memory = self.feature_projection(features)                 (N, L, E)
-            x = self.embedding(captions_in)                            (N, T, E)
-            x = self.positional_encoding(x, training=training)         (N, T, E)
-            padding_mask = captions_in != <NULL> (id 0)                (N, T) bool
-            for layer in self.decoder_layers:
-                x, weights = layer(x, memory, padding_mask=padding_mask,
-                                   return_attention_scores=True, training=training)
-                                                    x (N, T, E), weights (N, heads, T, L)
-            logits = self.output_projection(x)                         (N, T, V)
-            attention = mean of the last layer's weights over the heads (N, T, L)
+        Math (the data flow):
+            memory  = W_proj (the encoder's features of the images)      (N, L, E)
+            x       = word vectors of captions_in + positional encoding   (N, T, E)
+            padding_mask = (captions_in != <NULL>), id 0                  (N, T) bool
+            x       = each decoder layer in turn, over x and memory, with
+                      the padding mask                                    (N, T, E)
+            logits  = W_out x + b_out                                     (N, T, V)
+            attention = the last layer's cross-attention weights
+                        (N, heads, T, L), averaged over the heads         (N, T, L)
 
         Shapes: inputs = (images (N, S, S, 3) or features, captions_in (N, T) int)
         -> logits (N, T, V), or (logits, attention) when `return_attention`.
 
         Hints:
-        - Unpack: `images_or_features, captions_in = inputs`.
-        - Every sub-layer is built in `__init__`: only call them, in order.
-        - `ops.not_equal(captions_in, 0)`; `ops.mean(weights, axis=1)`.
+        - Tools, all built in `__init__` (only call them, in the order above):
+          `self.encode`, `self.feature_projection`, `self.embedding`,
+          `self.positional_encoding`, `self.decoder_layers` (a list; each layer's
+          call arguments are in `TransformerDecoderLayer.call`),
+          `self.output_projection`; `ops.not_equal`, `ops.mean`.
+        - The decoder layers apply the causal mask themselves.
+        - `inputs` is a pair; pass `training` to every sub-layer that takes it.
         """
         raise NotImplementedError(
             "TODO transformer.captioner: implement CaptioningTransformer.call in "
