@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 
+from kcaption import mistakes
 from kcaption.layers import WordEmbedding
 from kcaption.losses import TemporalSoftmaxLoss, temporal_softmax_loss
 from kcaption.testing import assert_close, numpy_temporal_softmax_loss
@@ -51,7 +52,7 @@ def test_embedding_keeps_the_layer_dtype_exactly(student, dtype, shape):
     out = student.run(embedding_forward, ids, W, dtype=dtype)
     assert out.dtype == dtype, f"WordEmbedding(dtype={dtype!r}): output dtype {out.dtype}, expected {dtype}."
     assert_close(out, W[ids], atol=0, rtol=0, what=f"WordEmbedding under dtype={dtype!r} on ids of shape {shape}",
-                 hint="the rows must come out exactly as stored: no round trip through float32.")
+                 mistakes=mistakes.embedding_forward(W, ids), hint="the rows must come out exactly as stored.")
 
 
 def embedding_save_load(ids, weights):
@@ -108,7 +109,8 @@ def test_loss_dtype_and_float64_precision(student, dtype, N, T, V):
     tolerance = 1e-10 if dtype == "float64" else 1e-5
     assert_close(loss, numpy_temporal_softmax_loss(logits, targets, ignore_index), atol=tolerance, rtol=tolerance,
                  what=f"loss on {dtype} logits, N={N}, T={T}, V={V}, ignore_index={ignore_index}",
-                 hint="float64 logits need a float64 computation: do not cast them to float32.")
+                 mistakes=mistakes.temporal_softmax_loss(logits, targets, ignore_index),
+                 hint=f"{dtype} logits: the loss is computed in {dtype}.")
 
 
 @pytest.mark.step("loss.temporal_softmax")

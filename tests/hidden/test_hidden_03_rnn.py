@@ -204,7 +204,7 @@ def test_captioner_h0_comes_from_the_features(student):
     logits = np.asarray(student.run(captioner_logits, weights, "rnn", "zeros", features, captions))
     assert np.abs(logits[0] - logits[1]).max() > 1e-3, "the image features must change the logits (h0)."
     assert_close(logits, numpy_captioner(weights, "rnn", "zeros", features, captions), atol=1e-4,
-                 what="CaptioningRNN logits vs a NumPy RNN captioner", hint="h0 = feature_projection(features).")
+                 what="CaptioningRNN logits vs a NumPy RNN captioner", hint="h0 is made from the image features.")
 
 
 def captioner_save_load(vocab_size, images, captions, max_length):
@@ -240,7 +240,7 @@ def test_captioner_null_padding_is_masked(student, cell_type):
         for t in range(length, captions.shape[1]):
             assert_close(logits[n, t], logits[n, length - 1], atol=1e-6,
                          what=f"logits at the <NULL> position {t} of caption {n}",
-                         hint="Pass mask=(captions_in != <NULL>) to the RNN: a masked step keeps the state.")
+                         hint="a <NULL> step keeps the state, so its logits repeat the last real step's.")
     assert_close(logits, numpy_captioner(weights, cell_type, "zeros", features, captions), atol=1e-4,
                  what=f"CaptioningRNN(cell_type={cell_type!r}) logits vs a NumPy captioner")
 
@@ -255,12 +255,11 @@ def test_captioner_forward_every_cell_type_matches_numpy(student, cell_type, ini
     features = np.linspace(-1.5, 1.5, int(np.prod(shape))).reshape(shape).astype("float32")
     captions = np.array([[1, 3, 4, 6, 2, 0], [1, 5, 2, 0, 0, 0], [1, 7, 7, 3, 5, 2]], "int32")
     logits = student.run(captioner_logits, weights, cell_type, initial_cell, features, captions)
-    hint = {"rnn": "state = self.initial_state(h0), i.e. [h0].",
-            "lstm": f"state = self.initial_state(h0), i.e. [h0, {'h0' if initial_cell == 'h0' else '0'}].",
-            "attn": "A = feature_projection(spatial features); state = self.initial_state(A): [mean A, mean A, A]."}
+    first_states = {"rnn": "[h0]", "lstm": f"[h0, {'h0' if initial_cell == 'h0' else '0'}]",
+                    "attn": "[mean of A, mean of A, A], A the projected spatial features"}
     assert_close(logits, numpy_captioner(weights, cell_type, initial_cell, features, captions), atol=1e-4,
                  what=f"CaptioningRNN(cell_type={cell_type!r}, initial_cell={initial_cell!r}) logits vs NumPy",
-                 hint=hint[cell_type] + " Mask the <NULL> steps.")
+                 hint=f"the cell starts from {first_states[cell_type]}; <NULL> steps are masked.")
 
 
 # --- greedy sampling -------------------------------------------------------------

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from kcaption import mistakes
 from kcaption.layers.attention import AttentionLSTM, AttentionLSTMCell, dot_product_attention
 from kcaption.testing import assert_close
 
@@ -48,8 +49,10 @@ def test_dot_product_attention_other_shapes(student, n, positions, h):
     h_prev = _values((n, h), 2.0, -1.0)
     context, weights = student.run(attend, h_prev, A)
     expected_context, expected_weights = _numpy_attention(h_prev, A)
-    assert_close(weights, expected_weights, atol=1e-5, what="weights", hint="Divide by sqrt(H), H = A.shape[-1].")
-    assert_close(context, expected_context, atol=1e-5, what="context")
+    assert_close(weights, expected_weights, atol=1e-5, what="weights",
+                 mistakes=mistakes.dot_product_attention(h_prev, A, output="weights"))
+    assert_close(context, expected_context, atol=1e-5, what="context",
+                 mistakes=mistakes.dot_product_attention(h_prev, A, output="context"))
 
 
 @pytest.mark.step("attention.dot_product")
@@ -74,7 +77,7 @@ def test_dot_product_attention_keeps_float64(student):
         )
     expected_context, expected_weights = _numpy_attention(h_prev, A)
     assert_close(weights, expected_weights, atol=1e-12, rtol=1e-12, what="float64 weights",
-                 hint="Every step in A's dtype: a float32 sqrt(H) loses precision.")
+                 hint="float64 inputs: every step is computed in float64.")
     assert_close(context, expected_context, atol=1e-12, rtol=1e-12, what="float64 context")
 
 
@@ -101,8 +104,10 @@ def test_attention_lstm_cell_other_shapes(student, n, positions, h, d):
     x, h_prev, c_prev, A, weights = _cell_inputs(n, positions, h, d)
     h_new, c_new = student.run(attention_cell_step, x, h_prev, c_prev, A, weights)
     expected_h, expected_c, _ = _numpy_step(x, h_prev, c_prev, A, *weights)
-    assert_close(c_new, expected_c, atol=1e-5, what="next c", hint="Gate order i, f, g, o.")
-    assert_close(h_new, expected_h, atol=1e-5, what="next h")
+    assert_close(c_new, expected_c, atol=1e-5, what="next c",
+                 mistakes=mistakes.attention_lstm_cell(x, h_prev, c_prev, A, *weights, output="c"))
+    assert_close(h_new, expected_h, atol=1e-5, what="next h",
+                 mistakes=mistakes.attention_lstm_cell(x, h_prev, c_prev, A, *weights, output="h"))
 
 
 @pytest.mark.step("attention.lstm_cell")
@@ -117,7 +122,7 @@ def test_attention_lstm_cell_keeps_float64(student):
         )
     expected_h, expected_c, _ = _numpy_step(x, h_prev, c_prev, A, *weights)
     assert_close(c_new, expected_c, atol=1e-12, rtol=1e-12, what="float64 next c",
-                 hint="Compute in the inputs' dtype throughout (no float32 casts).")
+                 hint="float64 inputs: every step is computed in float64.")
     assert_close(h_new, expected_h, atol=1e-12, rtol=1e-12, what="float64 next h")
 
 

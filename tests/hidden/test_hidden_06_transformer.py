@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from kcaption import mistakes
 from kcaption.layers.multi_head_attention import MultiHeadAttention
 from kcaption.layers.positional import PositionalEncoding
 from kcaption.layers.transformer import TransformerDecoderLayer, causal_mask
@@ -47,8 +48,7 @@ def test_positional_encoding_numpy_formula(student, t, d):
     angle = positions * freq[None, :]
     pe = np.where(np.arange(d) % 2 == 0, np.sin(angle), np.cos(angle))
     out = student.run(positional_encoding, x, 20)
-    assert_close(out, x + pe[None], atol=1e-5, what=f"PE for T={t}, D={d}",
-                 hint="Frequency 10000^(-2(j//2)/D): dimensions 2k and 2k+1 share one frequency.")
+    assert_close(out, x + pe[None], atol=1e-5, what=f"PE for T={t}, D={d}", mistakes=mistakes.positional_encoding(x))
 
 
 def multi_head_attention(weights, calls, num_heads, dtype=None):
@@ -88,7 +88,7 @@ def test_multi_head_attention_with_separate_keys(student, heads, embed_dim):
         dict(query=query, value=value, key=key, attention_mask=mask, return_attention_scores=True)], heads)
     expected, expected_weights = _keras_mha(weights, heads)(
         query, value, key=key, attention_mask=mask, return_attention_scores=True)
-    assert_close(attention, expected_weights, atol=1e-5, what="weights", hint="Keys come from `key`, values from `value`.")
+    assert_close(attention, expected_weights, atol=1e-5, what="weights", hint="the keys are projected from `key`, the values from `value`.")
     assert_close(out, expected, atol=1e-5, what="output")
 
 
@@ -124,7 +124,7 @@ def test_multi_head_attention_keeps_float64(student):
         )
     expected, expected_weights = _numpy_mha(weights, query, value, 2)
     assert_close(attention, expected_weights, atol=1e-12, rtol=1e-12, what="float64 weights",
-                 hint="Scale by 1/sqrt(d) in the inputs' dtype: a float32 sqrt(d) loses precision.")
+                 hint="float64 inputs: every step is computed in float64.")
     # Not tighter: the kit's dropout layer (at rate 0) computes in float32.
     assert_close(out, expected, atol=1e-6, what="float64 output")
 
@@ -283,9 +283,9 @@ def test_decoder_layer_matches_numpy_on_other_shapes(student, n, t, s, e, heads,
     assert_close(plain, _numpy_decoder(weights, x, memory, heads)[0], atol=1e-4,
                  what=f"decoder layer output ({shape})", hint=DECODER_HINT)
     assert_close(out, expected, atol=1e-4, what=f"decoder layer output with padding ({shape})",
-                 hint="The padding mask hides padded keys: causal (T, T) and padding_mask[:, None, :].")
+                 hint="a padded token is hidden as a key from every query, as the causal mask hides later ones.")
     assert_close(attention, expected_attention, atol=1e-5, what=f"cross-attention weights (N, h, T, L) ({shape})",
-                 hint="Return the weights of self.cross_attention(x, memory).")
+                 hint="the weights returned are the cross-attention's.")
 
 
 @pytest.mark.step("transformer.decoder_layer")
@@ -302,7 +302,7 @@ def test_decoder_layer_with_memory_of_other_lengths(student, memory_length):
         "Queries come from the caption x, keys and values from memory."
     )
     assert_close(out, expected, atol=1e-4, what=f"decoder layer output with a memory of length {s}",
-                 hint="Cross-attention: self.cross_attention(x, memory), the memory as keys and values.")
+                 hint="the cross-attention's keys and values are the memory.")
     assert_close(attention, expected_attention, atol=1e-5, what="cross-attention weights")
 
 
@@ -328,7 +328,7 @@ def test_decoder_layer_runs_in_a_compiled_graph(student):
     padding = _padding(3, 5)
     out, attention = student.run(decoder_layer_in_a_graph, weights, memory, x, padding, heads, ff)
     expected, expected_attention = _numpy_decoder(weights, x, memory, heads, padding)
-    hint = "Inside tf.function the batch size is a tensor: use ops.shape(inputs)[1] and keras.ops, not NumPy."
+    hint = "inside a tf.function the shapes are tensors, known only when it runs."
     assert_close(out, expected, atol=1e-4, what="decoder layer output in a tf.function", hint=hint)
     assert_close(attention, expected_attention, atol=1e-5, what="cross-attention weights in a tf.function", hint=hint)
 
@@ -367,5 +367,5 @@ def test_captioner_on_pooled_features_with_one_layer(student):
     x = np.asarray(layer(x, memory, decoder_padding_mask=captions != 0))
     expected = x @ weights[-2] + weights[-1]
     assert_close(logits, expected, atol=1e-4, what="logits on pooled features (memory of length 1)",
-                 hint="No dropout when training=False: pass `training` to every sub-layer.")
+                 hint="No dropout when training=False.")
     assert_close(attention, np.ones((3, 5, 1)), atol=1e-6, what="attention over a memory of length 1")
