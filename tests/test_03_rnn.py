@@ -541,4 +541,4 @@ def test_greedy_search_with_every_kind_of_state_compiled_as_the_models_run_it(st
 
 @pytest.mark.slow
 def test_rnn_captioner_overfits_50_shapes_examples():
-    overfit_small_data("rnn", epochs=40, learning_rate=5e-3, threshold=2.0, embed_dim=32, hidden_dim=128)
+    overfit_small_data("rnn")  # the settings of kcaption.testing.OVERFIT, as in lesson 03

@@ -275,7 +275,7 @@ def test_lstm_cell_bad_units(student):
 
 @pytest.mark.slow
 def test_lstm_captioner_overfits_50_shapes_examples():
-    overfit_small_data("lstm", epochs=40, learning_rate=5e-3, threshold=2.0, embed_dim=32, hidden_dim=128)
+    overfit_small_data("lstm")  # the settings of kcaption.testing.OVERFIT, as in lesson 04
 
 
 def captioner_config_round_trip(vocab_size, **kwargs):

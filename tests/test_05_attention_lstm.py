@@ -394,7 +394,7 @@ def test_attention_captioner_fits_samples_and_saves(student):
 
 @pytest.mark.slow
 def test_attention_captioner_overfits_50_shapes_examples():
-    overfit_small_data("attn", epochs=60, learning_rate=1e-2, threshold=2.0, embed_dim=32, hidden_dim=128)
+    overfit_small_data("attn")  # the settings of kcaption.testing.OVERFIT, as in lesson 05
 
 
 def test_attention_report_scores_and_draws(tmp_path):
