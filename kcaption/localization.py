@@ -80,6 +80,19 @@ def described_object(words, index, objects):
     return candidates[0] if len(candidates) == 1 else None
 
 
+def word_boxes(words, objects):
+    """The box of the object each colour or shape word describes: {word index: (x0, y0, x1, y1)}.
+
+    Words that name no single object of the image (see `described_object`) have no entry.
+    """
+    boxes = {}
+    for t in range(len(words)):
+        target = described_object(words, t, objects)
+        if target is not None:
+            boxes[t] = target.box
+    return boxes
+
+
 def cell_boxes(num_cells, image_size):
     """The pixel box (x0, y0, x1, y1) of every cell of a square grid, row-major.
 
@@ -155,6 +168,40 @@ def localization_score(captions, attention, objects, image_size):
     )
 
 
+def attention_example(record, words, attention, path=None, note=""):
+    """Draw where a captioner looked for each word of its caption of `record`, with the verdict.
+
+    The title says, in green or red, whether the caption names exactly the
+    image's coloured shapes ("✓ right: ...") or not ("✗ wrong: ... (the image
+    has ...)"), as `kcaption.viz.objects_right` decides (colour and kind;
+    sizes and places are not checked). Each colour/shape word's panel shows
+    the box of the object it describes.
+
+    Args:
+        record: a shapes `CaptionRecord`.
+        words: the generated words (without `<END>`).
+        attention: (T, L) attention weights, T >= len(words).
+        path: where to save the PNG (None: do not save).
+        note: appended to the title, e.g. a localisation score.
+
+    Returns:
+        The matplotlib figure.
+    """
+    from kcaption.viz import objects_right
+    from kcaption.viz.attention import attention_overlay
+    from kcaption.viz.captions import RIGHT_COLOR, WRONG_COLOR
+
+    caption = " ".join(words)
+    right = objects_right([record], [caption])[0]
+    if right:
+        title = f"✓ right: {caption}"
+    else:
+        has = " and ".join(("an " if o.phrase[0] in "aeiou" else "a ") + o.phrase for o in record.objects)
+        title = f"✗ wrong: {caption}  (the image has {has})"
+    return attention_overlay(record.load_image(), words, attention, path=path, boxes=word_boxes(words, record.objects),
+                             title=title + note, title_color=RIGHT_COLOR if right else WRONG_COLOR)
+
+
 def attention_report(model, records, vocab, path=None, image_size=64, max_length=16, batch_size=100):
     """Caption `records` with an attention captioner, score its attention, draw one example.
 
@@ -162,7 +209,8 @@ def attention_report(model, records, vocab, path=None, image_size=64, max_length
         model: a trained "attn" or "transformer" captioner.
         records: shapes `CaptionRecord`s (they must know their objects).
         vocab: the model's `Vocabulary`.
-        path: where to save the attention overlay of the first record (None: no picture).
+        path: where to save the attention overlay of the first record whose
+            caption is right (of the first record if none is; None: no picture).
         image_size: S, the side of the images.
         max_length: number of words generated.
         batch_size: images per sampling batch.
@@ -171,7 +219,8 @@ def attention_report(model, records, vocab, path=None, image_size=64, max_length
         `LocalizationScore.as_dict()`, what the demo writes into its metrics JSON.
     """
     from kcaption.data import image_dataset
-    from kcaption.viz.attention import attention_overlay, sample_with_attention
+    from kcaption.viz import objects_right
+    from kcaption.viz.attention import sample_with_attention
 
     if any(r.objects is None for r in records):
         raise ValueError("attention_report needs records that know their objects (shapes data). Received: objects=None")
@@ -182,12 +231,8 @@ def attention_report(model, records, vocab, path=None, image_size=64, max_length
         attention += list(weights)
     result = localization_score(words, attention, [r.objects for r in records], image_size)
     if path is not None:
-        first = records[0]
-        boxes = {}
-        for t in range(len(words[0])):
-            target = described_object(words[0], t, first.objects)
-            if target is not None:
-                boxes[t] = target.box
-        title = f"{' '.join(words[0])}  (localisation {result.score:.0%} vs chance {result.chance:.0%})"
-        attention_overlay(first.load_image(), words[0], attention[0], path=path, boxes=boxes, title=title)
+        right = objects_right(records, [" ".join(w) for w in words])
+        k = right.index(True) if True in right else 0
+        note = f"\n(all {len(records)} images: localisation {result.score:.0%} vs chance {result.chance:.0%})"
+        attention_example(records[k], words[k], attention[k], path=path, note=note)
     return result.as_dict()

@@ -60,7 +60,7 @@ def attention_grid(weights):
     return weights.reshape(*weights.shape[:-1], side, side)
 
 
-def attention_overlay(image, words, attention, path=None, columns=6, title=None, boxes=None):
+def attention_overlay(image, words, attention, path=None, columns=6, title=None, boxes=None, title_color="black"):
     """Show the image, then one panel per word with that step's attention over it.
 
     Args:
@@ -74,6 +74,7 @@ def attention_overlay(image, words, attention, path=None, columns=6, title=None,
         title: the figure title (default: the caption).
         boxes: optional {word index: (x0, y0, x1, y1)}: a box drawn on that
             word's panel (e.g. the object the word describes).
+        title_color: the title's colour (e.g. green for a right caption).
 
     Returns:
         The matplotlib figure.
@@ -108,7 +109,7 @@ def attention_overlay(image, words, attention, path=None, columns=6, title=None,
             x0, y0, x1, y1 = boxes[t]
             ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="cyan", linewidth=1.5))
         ax.set_title(words[t], fontsize=10)
-    fig.suptitle(title if title is not None else " ".join(words), fontsize=10)
+    fig.suptitle(title if title is not None else " ".join(words), fontsize=10, color=title_color)
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=100)

@@ -1,13 +1,14 @@
 """Loss curves from a Keras `History`."""
 
 
-def plot_loss_curves(history, path=None, title="Training"):
+def plot_loss_curves(history, path=None, title="Training", threshold=None):
     """Plot every `loss`-like series of a history (train and `val_`), one line each.
 
     Args:
         history: a `keras.callbacks.History` or its `.history` dict.
         path: where to save the PNG (None: do not save).
         title: the figure title.
+        threshold: a loss to draw as a dashed line, e.g. an overfit check's (None: none).
 
     Returns:
         The matplotlib figure.
@@ -19,6 +20,8 @@ def plot_loss_curves(history, path=None, title="Training"):
     for name, values in series.items():
         if name.endswith("loss"):
             ax.plot(range(1, len(values) + 1), values, marker="o", ms=3, label=name)
+    if threshold is not None:
+        ax.axhline(threshold, color="gray", ls="--", lw=1, label=f"threshold {threshold:g}")
     ax.set(xlabel="epoch", ylabel="loss (summed over the caption)", title=title)
     ax.grid(alpha=0.3)
     ax.legend()
