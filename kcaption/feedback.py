@@ -73,6 +73,7 @@ def _is_mistake(actual, value, expected, atol, rtol):
 def _patterns(actual, expected, atol, rtol, masked):
     if not _numeric(actual) or not _numeric(expected):
         return _plain_patterns(_plain(actual), _plain(expected))
+    in_float64 = np.asarray(expected).dtype == np.float64
     actual, expected = _floats(actual), _floats(expected)
     if actual.shape != expected.shape:
         return _shape_patterns(actual, expected, atol, rtol)
@@ -94,8 +95,8 @@ def _patterns(actual, expected, atol, rtol, masked):
         if not seen and actual.ndim >= 2 and actual.shape[-1] == actual.shape[-2] > 1 \
                 and close(actual, np.swapaxes(expected, -1, -2)):
             seen.append("It equals the expected value transposed (its last two axes swapped).")
-    if not seen:
-        seen += _float32_precision(actual, expected, atol, rtol)
+    if not seen and in_float64:
+        seen += _float32_precision(actual, expected)
     if not seen and actual.size > 1:
         wrong = ~np.isclose(actual, expected, atol=atol, rtol=rtol)
         seen += _where_wrong(actual, expected, wrong, masked, close)
@@ -124,7 +125,7 @@ def _name_of(factor):
     return ""
 
 
-def _float32_precision(actual, expected, atol, rtol):
+def _float32_precision(actual, expected):
     if actual.size == 0:
         return []
     relative = _largest(actual - expected) / max(_largest(expected), 1e-30)
