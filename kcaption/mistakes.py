@@ -14,7 +14,7 @@ that gives the right answer on some inputs is never shown for them.
 
 import numpy as np
 
-NULL, START, END = 0, 1, 2
+NULL, START, END = 0, 1, 2  # kcaption.data.vocab's ids; importing it would import TensorFlow (the data package)
 
 
 def _sigmoid(z):

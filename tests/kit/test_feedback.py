@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from kcaption import mistakes
-from kcaption.data import Vocabulary, decode_captions
+from kcaption.data import END, NULL, START, Vocabulary, decode_captions
 from kcaption.feedback import diagnose
 from kcaption.grading import mutants, release
 from kcaption.layers import LSTMCell, RNNCell, WordEmbedding
@@ -188,6 +188,7 @@ def test_an_unrelated_wrong_output_gets_no_guess(name):
 
 
 def test_decode_captions_mistakes_are_recognised_and_a_right_result_passes():
+    assert (mistakes.NULL, mistakes.START, mistakes.END) == (NULL, START, END)
     words = ["<NULL>", "<START>", "<END>", "<UNK>", "a", "red", "circle", "blue"]
     batch, row = np.array([[1, 4, 5, 6, 2, 0], [1, 7, 6, 2, 5, 5]]), np.array([1, 4, 5, 6, 2, 0])
     right = decode_captions(batch, Vocabulary(words))
