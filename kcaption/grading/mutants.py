@@ -55,8 +55,9 @@ class Edit:
         new: what replaces it.
         why: the bug (or the variant) in a student's words, e.g. "forgot the bias".
         file: the solutions file, relative to solutions/ (default: the step's own file).
-        hint: for a bug that a check's mistake catalog models (`kcaption.mistakes`), words
-            of the hint its failing test must show (tests/kit/test_feedback.py checks it).
+        hint: for a bug that a check's feedback models (a mistake of `kcaption.mistakes`, or a
+            pattern of `kcaption.feedback`), words its failing test's message must say
+            (tests/kit/test_feedback.py checks it).
     """
 
     step: str
