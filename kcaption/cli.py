@@ -1,12 +1,29 @@
 """The `kcaption` command line.
 
 Each sub-command is a thin shell over a function of the package, imported only
-when the command runs (so `kcaption steps` does not wait for TensorFlow more
-than it must, and `--help` is instant).
+when the command runs: `--help` is instant, and `kcaption steps` reads the
+graded steps from the source without importing TensorFlow.
+
+What a user sees:
+- A mistake in what was asked (a missing or damaged file, a folder in the way,
+  a bad argument) is one line on stderr, `kcaption COMMAND: error: ...`, and
+  exit code 2, before any work is done. Arguments are checked by argparse (a
+  number that must be positive says so, naming the argument); the rest is a
+  `kcaption.errors.UsageError`, raised by the package where it knows the
+  cause is the input. Any other exception is a bug and keeps its traceback:
+  catching ValueError here would hide those too (see `kcaption.errors`).
+  `kcaption --debug COMMAND ...` shows the traceback of a UsageError as well.
+- Graded steps a command needs that are still stubs: the list of them (exit 2).
+- The kit's warnings (`KcaptionWarning`) are one line each, `kcaption: warning: ...`.
+- TensorFlow's C++ start-up lines are not shown (see `kcaption.quiet`);
+  `--debug` or KCAPTION_TF_LOGS=1 shows them.
+- `caption` exits with 1 when some of the images could not be read (each is
+  named, the others are captioned), 2 when none could.
 """
 
 import argparse
 import sys
+import warnings
 
 
 def _steps(args):
@@ -18,7 +35,7 @@ def _steps(args):
 def _demo(args):
     from kcaption.train import demo
 
-    demo(model=args.model, out=args.out, epochs=args.epochs, small=args.small)
+    demo(model=args.model, out=args.out, epochs=args.epochs, small=args.small, force=args.force)
 
 
 def _train(args):
@@ -32,6 +49,7 @@ def _train(args):
         out=args.out,
         batch_size=args.batch_size,
         small=args.small,
+        force=args.force,
     )
 
 
@@ -44,7 +62,12 @@ def _evaluate(args):
 def _caption(args):
     from kcaption.train import caption_images
 
-    caption_images(args.model_path, args.images, beam_width=args.beam_width)
+    captions = caption_images(args.model_path, args.images)
+    failed = captions.count(None)
+    if failed:
+        print(f"kcaption caption: {failed} of {len(captions)} images could not be read (see above).", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _export_shapes(args):
@@ -86,105 +109,175 @@ def _mutants(args):
     return mutants_main(steps=args.step, verbose=args.verbose)
 
 
+def int_at_least(low):
+    """An argparse type: an int >= `low`, or a message naming what was expected."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number. Received: {text!r}") from None
+        if value < low:
+            what = "a positive integer" if low == 1 else f"an integer >= {low}"
+            raise argparse.ArgumentTypeError(f"must be {what}. Received: {value}")
+        return value
+
+    return parse
+
+
+positive_int = int_at_least(1)
+
+
+def positive_float(text):
+    """An argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number. Received: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number. Received: {text}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a refused argument reported on one line (not the whole usage first)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks and TensorFlow's start-up lines")
+    parser = _Parser(
         prog="kcaption",
         description="Build an image captioner from scratch in Keras 3, then train it for real.",
+        epilog="Run `kcaption COMMAND --help` for a command's arguments.",
     )
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of any error, and TensorFlow's C++ start-up lines")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("steps", help="list the graded steps and whether each is implemented")
-    p.set_defaults(func=_steps)
+    def command(name, help, func, tensorflow=True):
+        p = sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", parents=[common])
+        p.set_defaults(func=func, tensorflow=tensorflow)
+        return p
+
+    command("steps", "list the graded steps and whether each is implemented", _steps, tensorflow=False)
 
     models = ["rnn", "lstm", "attn", "transformer"]
-    p = sub.add_parser("demo", help="train a captioner on the built-in shapes data and show it")
-    p.add_argument("--model", choices=models, default="lstm")
-    p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
-    p.add_argument("--epochs", type=int, default=None, help="default: the model's preset")
+    p = command("demo", "train a captioner on the built-in shapes data and show it", _demo)
+    p.add_argument("--model", choices=models, default="lstm", help="the captioner (default: lstm)")
+    p.add_argument("--out", default="runs/demo", help="the run folder to write, new or empty (default: runs/demo)")
+    p.add_argument("--force", action="store_true", help="replace the run already in --out")
+    p.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default: the model's preset)")
     p.add_argument("--small", action="store_true", help="a tiny, fast run (for CI and checks)")
-    p.set_defaults(func=_demo)
 
-    p = sub.add_parser("train", help="train a captioner on shapes or a COCO folder")
-    p.add_argument("--model", choices=models, default="lstm")
-    p.add_argument("--data", choices=["shapes", "coco"], default="shapes")
+    p = command("train", "train a captioner on shapes or a COCO folder", _train)
+    p.add_argument("--model", choices=models, default="lstm", help="the captioner (default: lstm)")
+    p.add_argument("--data", choices=["shapes", "coco"], default="shapes", help="the dataset (default: shapes)")
+    p.add_argument("--root", default=None, help="the COCO folder (with --data coco; see download-coco)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default: the model's preset)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="images per batch (default: 32)")
+    p.add_argument("--out", default="runs/train", help="the run folder to write, new or empty (default: runs/train)")
+    p.add_argument("--force", action="store_true", help="replace the run already in --out")
+    p.add_argument("--small", action="store_true", help="a tiny, fast run (for CI and checks)")
+
+    p = command("evaluate", "score a saved model on a held-out split (prints the metrics JSON)", _evaluate)
+    p.add_argument("model_path", help="a model.keras written by `kcaption train` (vocab.json beside it)")
+    p.add_argument("--data", choices=["shapes", "coco"], default="shapes", help="the dataset (default: shapes)")
     p.add_argument("--root", default=None, help="the COCO folder (with --data coco)")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--out", default="runs/train")
-    p.add_argument("--small", action="store_true", help="a tiny, fast run (for CI and checks)")
-    p.set_defaults(func=_train)
+    p.add_argument("--split", default=None,
+                   help="the split to score: train, val or test for shapes (default: test; `train` and `demo` "
+                        "report val), a COCO split name for coco (default: val2014)")
+    p.add_argument("--out", default=None, help="also write the metrics JSON to this file")
 
-    p = sub.add_parser("evaluate", help="score a saved model on a held-out split")
-    p.add_argument("model_path", help="a .keras file written by `kcaption train`")
-    p.add_argument("--data", choices=["shapes", "coco"], default="shapes")
-    p.add_argument("--root", default=None)
-    p.add_argument("--split", default="test")
-    p.add_argument("--out", default=None, help="write the metrics JSON here")
-    p.set_defaults(func=_evaluate)
+    p = command("caption", "caption image files with a saved model (greedy decoding)", _caption)
+    p.add_argument("model_path", help="a model.keras written by `kcaption train` (vocab.json beside it)")
+    p.add_argument("images", nargs="+", help="image files (JPEG, PNG, GIF, BMP, WebP)")
 
-    p = sub.add_parser("caption", help="caption image files with a saved model")
-    p.add_argument("model_path")
-    p.add_argument("images", nargs="+")
-    p.add_argument("--beam-width", type=int, default=1)
-    p.set_defaults(func=_caption)
-
-    p = sub.add_parser("export-shapes", help="write a shapes split as a COCO-format folder")
-    p.add_argument("dir")
-    p.add_argument("--n", type=int, default=100, help="number of images (default: 100)")
+    p = command("export-shapes", "write a shapes split as a COCO-format folder", _export_shapes)
+    p.add_argument("dir", help="the folder to write (DIR/<split>/*.jpg and DIR/annotations/)")
+    p.add_argument("--n", type=positive_int, default=100, help="number of images (default: 100)")
     p.add_argument("--split", default="val2014", help="COCO split name (default: val2014)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--image-size", type=int, default=64)
-    p.set_defaults(func=_export_shapes)
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="the random seed (default: 0)")
+    p.add_argument("--image-size", type=int_at_least(32), default=64, help="image side in pixels, >= 32 (default: 64)")
 
-    p = sub.add_parser("download-coco", help="download COCO 2014 captions and images (resumable)")
-    p.add_argument("dir")
-    p.add_argument("--splits", nargs="+", default=["train2014", "val2014"])
-    p.set_defaults(func=_download_coco)
+    p = command("download-coco", "download COCO 2014 captions and images (resumable)", _download_coco)
+    p.add_argument("dir", help="the COCO folder to fill")
+    p.add_argument("--splits", nargs="+", choices=["train2014", "val2014", "test2014"],
+                   default=["train2014", "val2014"], help="image splits (default: train2014 val2014)")
 
-    p = sub.add_parser("release", help="write the student handout and the autograder bundle")
-    p.add_argument("out")
+    p = command("release", "write the student handout and the autograder bundle", _release)
+    p.add_argument("out", help="the folder to write (OUT/student/, OUT/autograder/)")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
-    p.set_defaults(func=_release)
 
-    p = sub.add_parser("solve", help="write a solved copy of the student handout (instructors only: it holds the solutions)")
+    p = command("solve", "write a solved copy of the student handout (instructors only: it holds the solutions)",
+                _solve)
     p.add_argument("out", help="the folder to write")
     p.add_argument("--handout", default=None,
                    help="a released handout's student/ folder to solve (default: release this kit's handout first)")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
-    p.set_defaults(func=_solve)
 
-    p = sub.add_parser("grade", help="grade a submission (folder or zip) into results.json")
-    p.add_argument("submission")
-    p.add_argument("--out", default="results.json")
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds per graded step")
-    p.add_argument("--workers", type=int, default=None,
+    p = command("grade", "grade a submission (folder or zip) into results.json", _grade)
+    p.add_argument("submission", help="the student's kcaption/ folder, or a .zip of it")
+    p.add_argument("--out", default="results.json", help="the results file to write (default: results.json)")
+    p.add_argument("--timeout", type=positive_float, default=300.0, help="seconds per graded step (default: 300)")
+    p.add_argument("--workers", type=positive_int, default=None,
                    help="steps graded at once (default: as the CPUs and memory allow, at most 4)")
-    p.add_argument("--memory-mb", type=int, default=3000, help="memory of one step's sandbox (default: 3000)")
-    p.add_argument("--processes", type=int, default=32, help="processes of one step's sandbox (default: 32)")
-    p.add_argument("--disk-mb", type=int, default=256, help="bytes one step's sandbox may write (default: 256 MB)")
+    p.add_argument("--memory-mb", type=positive_int, default=3000, help="memory of one step's sandbox (default: 3000)")
+    p.add_argument("--processes", type=positive_int, default=32, help="processes of one step's sandbox (default: 32)")
+    p.add_argument("--disk-mb", type=positive_int, default=256,
+                   help="bytes one step's sandbox may write (default: 256 MB)")
     p.add_argument("--hidden-visibility", default="after_published",
                    choices=["after_published", "visible", "hidden", "after_due_date"],
                    help="when students see hidden tests' pass/fail (default: after_published)")
-    p.set_defaults(func=_grade)
 
-    p = sub.add_parser("mutants", help="mutation-test the graders against a catalog of bugs")
+    p = command("mutants", "mutation-test the graders against a catalog of bugs", _mutants)
     p.add_argument("--step", action="append", default=None, help="only this step (repeatable)")
-    p.add_argument("--verbose", action="store_true")
-    p.set_defaults(func=_mutants)
+    p.add_argument("--verbose", action="store_true", help="print every mutant and variant")
     return parser
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    """Run `kcaption ARGV`; returns the exit code (0: done, 1: partly done, 2: a user mistake)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit:  # --help (0), or an argument argparse refused (2, the reason printed)
+        return exit.code
+    from kcaption.errors import KcaptionWarning, UsageError
     from kcaption.grading.grade import GraderSetupError
+    from kcaption.quiet import quiet_tensorflow
     from kcaption.steps import StepsNotImplemented
 
+    if args.tensorflow and not args.debug:
+        quiet_tensorflow()
+    default_format = warnings.formatwarning
+
+    def one_line(message, category, *where, **kwargs):
+        if issubclass(category, KcaptionWarning):
+            return f"kcaption: warning: {message}\n"
+        return default_format(message, category, *where, **kwargs)
+
+    warnings.formatwarning = one_line
     try:
-        code = args.func(args)
+        return args.func(args) or 0
+    except UsageError as error:
+        if args.debug:
+            raise
+        print(f"kcaption {args.command}: error: {error}", file=sys.stderr)
+        return 2
     except (StepsNotImplemented, GraderSetupError) as error:
+        if args.debug:
+            raise
         print(error, file=sys.stderr)
         return 2
-    return code or 0
+    except KeyboardInterrupt:
+        print(f"kcaption {args.command}: interrupted.", file=sys.stderr)
+        return 130
+    finally:
+        warnings.formatwarning = default_format
 
 
 if __name__ == "__main__":

@@ -180,7 +180,7 @@ def make_dataset(
     records = [records[i] for i in kept]
     load_image = _image_loader(records, image_size)
     pair = {
-        "all": _all_captions,
+        "all": _all_captions(int(counts.sum())),
         "first": _first_caption,
         "random": _random_caption(seed),
         "grouped": _grouped_captions(seed),
@@ -301,13 +301,20 @@ def _shuffle(enabled, buffer_size, seed):
     return lambda ds: ds.shuffle(buffer_size, seed=seed, reshuffle_each_iteration=True)
 
 
-def _all_captions(ds):
-    """(image, tokens (C, L), count) -> one (image, caption) element per real caption."""
+def _all_captions(total):
+    """(image, tokens (C, L), count) -> one (image, caption) element per real caption, `total` in all.
+
+    `unbatch` leaves the number of elements unknown to tf.data; stating it lets
+    Keras count an epoch's batches up front (and not take the end of the first
+    epoch for running out of data).
+    """
 
     def repeat(image, tokens, count):
         return tf.repeat(image[None], count, axis=0), tokens[:count]  # (count, S, S, 3), (count, L)
 
-    return ds.map(repeat, num_parallel_calls=AUTOTUNE).unbatch()
+    return lambda ds: (
+        ds.map(repeat, num_parallel_calls=AUTOTUNE).unbatch().apply(tf.data.experimental.assert_cardinality(total))
+    )
 
 
 def _first_caption(ds):

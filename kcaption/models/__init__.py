@@ -15,6 +15,10 @@ CAPTIONERS = {
     ),
 }
 
+# The captioners that read the encoder's pooled vector; the others read only its grid, so their
+# encoder builds no pooled-vector normalisation (weights that would never train).
+POOLED = ("rnn", "lstm")
+
 
 def build_captioner(name, vocab_size, *, backbone="small_cnn", image_size=64, **kwargs):
     """A captioner by name, with its image encoder.
@@ -29,7 +33,7 @@ def build_captioner(name, vocab_size, *, backbone="small_cnn", image_size=64, **
     """
     if name not in CAPTIONERS:
         raise ValueError(f"Unknown captioner; expected one of {sorted(CAPTIONERS)}. Received: name={name!r}")
-    encoder = None if backbone is None else ImageEncoder(backbone, image_size=image_size)
+    encoder = None if backbone is None else ImageEncoder(backbone, image_size=image_size, pool_norm=name in POOLED)
     return CAPTIONERS[name](vocab_size, encoder=encoder, **kwargs)
 
 

@@ -25,14 +25,22 @@ class Captioner(keras.Model):
     captioning example trains the same way; here it is a `train_step` override
     ("Customizing what happens in `fit()`", TensorFlow backend).
 
+    What it was trained on: `kcaption train` sets `trained_on`, a dict saved
+    with the model, e.g. `{"model": "lstm", "data": "shapes", "image_size": 64,
+    "vocabulary": {"size": 31, "sha256": "..."}}`, so that `load_run` can refuse
+    a vocabulary that is not the model's and `kcaption caption` can warn about
+    images unlike the training images.
+
     Args:
         encoder: an `ImageEncoder`, or None when the model is fed features.
+        trained_on: None, or a JSON-serialisable dict (see above).
         **kwargs: base `keras.Model` arguments (`name`, `dtype`, ...).
     """
 
-    def __init__(self, encoder=None, **kwargs):
+    def __init__(self, encoder=None, trained_on=None, **kwargs):
         super().__init__(**kwargs)
         self.encoder = encoder
+        self.trained_on = None if trained_on is None else dict(trained_on)
         self._compiled_sample = None
 
     def encode(self, images_or_features, training=None):
@@ -94,7 +102,11 @@ class Captioner(keras.Model):
         return self._compiled_sample(images_or_features, max_length)
 
     def get_config(self):
-        return {**super().get_config(), "encoder": keras.saving.serialize_keras_object(self.encoder)}
+        return {
+            **super().get_config(),
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "trained_on": self.trained_on,
+        }
 
     @classmethod
     def from_config(cls, config):

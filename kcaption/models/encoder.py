@@ -36,6 +36,10 @@ class ImageEncoder(keras.layers.Layer):
         feature_dim: channels C of the small CNN's last layer (its feature size).
         frozen: whether the backbone's weights stay fixed; default: frozen exactly
             when the ImageNet weights were loaded.
+        pool_norm: the small CNN standardises its pooled vector with a
+            `BatchNormalization` (see `call`). A captioner that reads only the
+            grid (attention, Transformer) passes False: the pooled vector is then
+            the plain mean, and no weights are built that would never train.
         **kwargs: base `keras.layers.Layer` arguments.
 
     Call arguments:
@@ -54,7 +58,10 @@ class ImageEncoder(keras.layers.Layer):
         Show and Tell (Vinyals et al., 2015); Show, Attend and Tell (Xu et al., 2015).
     """
 
-    def __init__(self, backbone="small_cnn", image_size=64, weights="imagenet", feature_dim=128, frozen=None, **kwargs):
+    def __init__(
+        self, backbone="small_cnn", image_size=64, weights="imagenet", feature_dim=128, frozen=None, pool_norm=True,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if backbone != "small_cnn" and backbone not in BACKBONES:
             raise ValueError(
@@ -67,6 +74,7 @@ class ImageEncoder(keras.layers.Layer):
         self.weights_source = weights
         self.feature_dim = feature_dim
         self.frozen = False
+        self.pool_norm = None
         if backbone == "small_cnn":
             # Strided convolutions, each halving the grid: (S/16)^2 cells. The first one
             # sees 6x6 pixels: a probe that predicts an image's coloured shapes from the
@@ -78,7 +86,8 @@ class ImageEncoder(keras.layers.Layer):
             ]
             # Standardise each feature over the batch: what differs between images
             # (colours, shapes, places) stands out from what they share (background).
-            self.pool_norm = keras.layers.BatchNormalization(momentum=0.9, name="pool_norm")
+            if pool_norm:
+                self.pool_norm = keras.layers.BatchNormalization(momentum=0.9, name="pool_norm")
         else:
             self.network, loaded = self._backbone(backbone, image_size, weights)
             self.frozen = loaded if frozen is None else bool(frozen)
@@ -108,7 +117,8 @@ class ImageEncoder(keras.layers.Layer):
             for conv in self.convs:
                 conv.build(shape)
                 shape = conv.compute_output_shape(shape)
-            self.pool_norm.build((input_shape[0], shape[-1]))
+            if self.pool_norm is not None:
+                self.pool_norm.build((input_shape[0], shape[-1]))
 
     def call(self, images, training=None):
         if self.backbone == "small_cnn":
@@ -121,7 +131,9 @@ class ImageEncoder(keras.layers.Layer):
                 x = conv(x)  # (N, S/2^k, S/2^k, filters)
             _, height, width, channels = x.shape
             grid = ops.reshape(x, (-1, height * width, channels))  # (N, L, C')
-            pooled = self.pool_norm(ops.mean(grid, axis=1), training=training)  # (N, C)
+            pooled = ops.mean(grid, axis=1)  # (N, C)
+            if self.pool_norm is not None:
+                pooled = self.pool_norm(pooled, training=training)
             return pooled, grid
         preprocess = BACKBONES[self.backbone][1]
         x = images * 255.0
@@ -150,4 +162,5 @@ class ImageEncoder(keras.layers.Layer):
             "weights": None,
             "feature_dim": self.feature_dim,
             "frozen": self.frozen,
+            "pool_norm": self.pool_norm is not None,
         }
