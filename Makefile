@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-# The main job: train a captioner on the built-in shapes data, on the reference solutions.
+# The main job: train a captioner on the built-in shapes data, on the reference solutions
+# (--force: running it again replaces the earlier demo run in $(OUT)).
 demo: setup
-	KCAPTION_SOLUTIONS=1 $(BIN)/kcaption demo --model $(MODEL) --out $(OUT)
+	KCAPTION_SOLUTIONS=1 $(BIN)/kcaption demo --model $(MODEL) --out $(OUT) --force
 
 # Lint, then the whole suite: graders on the solutions, graders proven on the stubs, notebooks.
 test: setup

@@ -12,7 +12,10 @@ by turning oneDNN off, and nothing removes the cudart_stub lines.
 
 So `quiet_tensorflow()` imports TensorFlow and lists its devices while file
 descriptor 2 points to a temporary file, then writes back to stderr every line
-that is not a start-up line: Python warnings and real errors still show.
+that is not a start-up line: Python warnings and real errors still show. It
+also sets TF_CPP_MIN_LOG_LEVEL=1 (unless it is set): TensorFlow's later INFO
+lines ("XLA service ... initialized", "Compiled cluster using XLA!") are not
+shown either; its warnings and errors are.
 Set ``KCAPTION_TF_LOGS=1`` (or run `kcaption --debug ...`) to see everything.
 """
 
@@ -60,6 +63,7 @@ def quiet_tensorflow():
 
         tf.config.list_physical_devices()
         return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # read once, when TensorFlow's C++ library loads
     with _stderr_without_startup_lines():
         import tensorflow as tf
 
