@@ -13,9 +13,12 @@ by turning oneDNN off, and nothing removes the cudart_stub lines.
 So `quiet_tensorflow()` imports TensorFlow and lists its devices while file
 descriptor 2 points to a temporary file, then writes back to stderr every line
 that is not a start-up line: Python warnings and real errors still show. It
-also sets TF_CPP_MIN_LOG_LEVEL=1 (unless it is set): TensorFlow's later INFO
-lines ("XLA service ... initialized", "Compiled cluster using XLA!") are not
-shown either; its warnings and errors are.
+also sets TF_CPP_MIN_LOG_LEVEL=3 (unless it is set): TensorFlow's later C++
+log lines are not shown either. On a CPU they are notices, not failures:
+"XLA service ... initialized", "Compiled cluster using XLA!", and the
+ERROR-level "oneDNN supports DT_BOOL only on platforms with AVX-512" that
+every masked RNN prints once (Keras transposes its boolean mask); a real
+failure raises a Python exception, which still shows.
 Set ``KCAPTION_TF_LOGS=1`` (or run `kcaption --debug ...`) to see everything.
 """
 
@@ -63,7 +66,7 @@ def quiet_tensorflow():
 
         tf.config.list_physical_devices()
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # read once, when TensorFlow's C++ library loads
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # read once, when TensorFlow's C++ library loads
     with _stderr_without_startup_lines():
         import tensorflow as tf
 

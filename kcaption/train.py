@@ -262,8 +262,7 @@ def train(
     compile_captioner(captioner, preset["learning_rate"], jit_compile=preset.get("jit_compile", True) and not small)
     print(f"Training {model} on {data}: {len(splits.train)} images, vocabulary of {len(vocab)}, {epochs} epochs.")
     start = time.perf_counter()
-    # shuffle=False: train_ds reshuffles itself every epoch (fit's own shuffle cannot shuffle a tf.data input).
-    history = captioner.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose, shuffle=False)
+    history = captioner.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose)
     seconds = time.perf_counter() - start
 
     metrics, generated = score(captioner, splits.val, vocab, batch_size)

@@ -22,13 +22,13 @@ import re
 
 import pytest
 
-from kcaption import steps
+from kcaption import quiet_tensorflow, steps
 from kcaption.grading import sandbox
 
 if steps.solutions_dir().is_dir():
     os.environ.setdefault(steps.SOLUTIONS_ENV, "1")
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+quiet_tensorflow()  # no C++ start-up lines in the test run (KCAPTION_TF_LOGS=1 shows them)
 
 
 def pytest_addoption(parser):

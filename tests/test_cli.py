@@ -33,14 +33,6 @@ LSTM_STEPS = [  # what `kcaption train --model lstm` runs (kcaption.train.REQUIR
 ]
 
 
-def needs_steps(step_ids):
-    """Skip, naming the first step still to implement, unless every step of `step_ids` can run."""
-    for step in steps.declared_steps():
-        if step.id in step_ids and step.is_todo and not steps.uses_reference(step.id):
-            pytest.skip(f"needs graded step {step.id} ({step.qualname} in {step.path}, lesson {step.lesson}): "
-                        "implement it first.")
-
-
 def cli(capsys, *args):
     """(exit code, stdout, stderr) of `kcaption ARGS` run in this process."""
     code = main([str(a) for a in args])
@@ -82,7 +74,7 @@ def photo_like(height=48, width=80):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A tiny LSTM run folder written by `kcaption train --small --epochs 1`, and what it printed."""
-    needs_steps(LSTM_STEPS)
+    steps.require(LSTM_STEPS, "this test")  # skipped, naming the steps, until they run
     out = tmp_path_factory.mktemp("cli") / "run"
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):  # not a terminal: Keras prints one line per epoch
@@ -367,17 +359,35 @@ def test_evaluate_reports_the_test_split_by_default(run, capsys):
 
 
 @pytest.mark.slow
-def test_training_an_attention_model_warns_about_nothing(tmp_path):
-    """No `shuffle=True` ignored, no "ran out of data", no gradient missing for an unused pool_norm."""
+@pytest.mark.parametrize("model", ["attn", "transformer"])
+def test_training_an_attention_model_warns_about_nothing(tmp_path, model):
+    """No `shuffle=True` ignored, no "ran out of data", no gradient missing for an unused pool_norm,
+    no softmax-over-one-key warning from the transformer's first decoding step."""
     from kcaption.train import REQUIRED_STEPS, train
 
-    needs_steps(REQUIRED_STEPS["attn"])
+    steps.require(REQUIRED_STEPS[model], "this test")  # skipped, naming the steps, until they run
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        train(model="attn", small=True, epochs=1, out=tmp_path / "run", verbose=0)
+        train(model=model, small=True, epochs=1, out=tmp_path / "run", verbose=0)
     messages = [str(w.message) for w in caught]
-    for known in ["shuffle=True", "ran out of data", "Gradients do not exist"]:
+    for known in ["shuffle=True", "ran out of data", "Gradients do not exist", "has size 1"]:
         assert not [m for m in messages if known in m], f"{known!r} warned: {messages}"
+
+
+def test_fit_on_a_tf_data_pipeline_does_not_warn_that_shuffle_is_ignored():
+    """A captioner's own `fit(dataset)`, as the lessons call it, with Keras's default arguments."""
+    from kcaption.data import Vocabulary, load_shapes, make_dataset
+    from kcaption.models import build_captioner
+    from kcaption.train import REQUIRED_STEPS, compile_captioner
+
+    steps.require(REQUIRED_STEPS["rnn"], "this test")  # skipped, naming the steps, until they run
+    records = load_shapes("train", n=8)
+    vocab = Vocabulary.build(c for r in records for c in r.captions)
+    model = compile_captioner(build_captioner("rnn", len(vocab), embed_dim=8, hidden_dim=8), jit_compile=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(make_dataset(records, vocab, batch_size=4, captions="first", shuffle=True), epochs=1, verbose=0)
+    assert not [w for w in caught if "shuffle" in str(w.message)], [str(w.message) for w in caught]
 
 
 def test_attention_captioners_build_no_pooled_normalisation():

@@ -43,6 +43,19 @@ class Captioner(keras.Model):
         self.trained_on = None if trained_on is None else dict(trained_on)
         self._compiled_sample = None
 
+    def fit(self, x=None, y=None, *args, shuffle=None, **kwargs):
+        """`keras.Model.fit`, with `shuffle` off by default for a tf.data input.
+
+        A `tf.data.Dataset` shuffles itself (`make_dataset(shuffle=True)`
+        reshuffles every epoch); Keras cannot shuffle it and warns that its
+        default `shuffle=True` is ignored. Other inputs keep Keras's default.
+        """
+        if shuffle is None:
+            import tensorflow as tf
+
+            shuffle = not isinstance(x, tf.data.Dataset)
+        return super().fit(x, y, *args, shuffle=shuffle, **kwargs)
+
     def encode(self, images_or_features, training=None):
         raise NotImplementedError(f"{type(self).__name__} must implement encode().")
 

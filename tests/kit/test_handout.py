@@ -6,7 +6,8 @@ virtual environment of its own. Then, with that environment:
 
 - the solved handout's plain `pytest` passes completely (nothing skipped);
 - every lesson notebook runs top to bottom at its full, student-facing
-  settings, in the solved handout, and every assertion in it holds;
+  settings, in the solved handout, every assertion in it holds, and it
+  shows no TensorFlow start-up line and no warning;
 - the untouched handout's `pytest` fails only on graded tests, each failure
   naming the step to implement, and skips the rest naming the step they need.
 
@@ -28,10 +29,13 @@ import pytest
 from kcaption import steps
 from kcaption.grading.release import release
 from kcaption.grading.solve import solve
+from kcaption.quiet import is_startup_line
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
+# TensorFlow's C++ log lines (severity, date, time, thread, file:line]), at start-up or later.
+CPP_LOG = re.compile(r"[IWEF]\d{4} [\d:.]+\s+\d+ [\w./-]+:\d+\] ")
 LESSONS = sorted(p.name for p in (REPO / "lessons").glob("*.ipynb"))
 
 
@@ -137,3 +141,16 @@ def test_lesson_runs_at_full_size_in_the_solved_handout(handout, lesson, tmp_pat
     )
     print(f"{lesson}: {time.perf_counter() - start:.0f} s at full size -> {executed}")
     assert done.returncode == 0, f"{lesson} fails at full size in a solved handout:\n{done.stderr[-4000:]}"
+    noise = [f"cell {i}: {line}" for i, line in stderr_lines(executed)
+             if is_startup_line(line) or CPP_LOG.match(line) or re.search(r"\w*Warning\b", line)]
+    assert not noise, f"{lesson} shows TensorFlow start-up lines or warnings to students:\n" + "\n".join(noise[:20])
+
+
+def stderr_lines(notebook):
+    """(cell index, line) of everything an executed notebook printed to stderr."""
+    import nbformat
+
+    for i, cell in enumerate(nbformat.read(notebook, as_version=4).cells):
+        for output in cell.get("outputs", []):
+            if output.get("name") == "stderr":
+                yield from ((i, line) for line in output["text"].splitlines())
