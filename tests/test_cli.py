@@ -202,8 +202,9 @@ def test_train_refuses_an_output_path_that_is_a_file_before_any_work(capsys, tmp
 
 
 def test_train_refuses_a_folder_that_holds_files_and_force_replaces_only_a_run(capsys, tmp_path):
-    from kcaption.train import check_run_folder
+    from kcaption.train import REQUIRED_STEPS, check_run_folder
 
+    steps.require(REQUIRED_STEPS["lstm"], "this test")  # the commands check their steps first
     run_folder = tmp_path / "run"
     run_folder.mkdir()
     (run_folder / "model.keras").write_bytes(b"old")
