@@ -233,3 +233,18 @@ def test_image_encoder_backbones_shapes_and_fallback(monkeypatch):
     assert not encoder.frozen and encoder.network.trainable
     with pytest.raises(ValueError, match="Received: backbone='vgg'"):
         ImageEncoder("vgg")
+
+
+def test_a_one_token_prefix_does_not_warn_about_a_softmax_over_one_key():
+    """Keras warns on any softmax over an axis of size 1; over one key that softmax is exactly right."""
+    import warnings
+
+    from kcaption.models.captioning_transformer import CaptioningTransformer
+
+    model = CaptioningTransformer(11, embed_dim=8, num_heads=2, num_layers=1, feedforward_dim=16, max_length=9)
+    features = np.cos(np.linspace(-3, 3, 2 * 6 * 5)).reshape(2, 6, 5).astype("float32")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model((features, np.ones((2, 1), "int32")), training=False)
+        model.sample(features, max_length=3, compiled=False)
+    assert not [w for w in caught if "has size 1" in str(w.message)], [str(w.message) for w in caught]
