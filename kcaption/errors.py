@@ -9,7 +9,7 @@ with a message that says what was wrong, what was expected and what to do;
 exception keeps its traceback. `kcaption --debug ...` shows the traceback of
 a `UsageError` too.
 
-The two concrete types are also a ValueError or a FileNotFoundError, so
+The concrete types are also a ValueError, FileNotFoundError or FileExistsError, so
 Python callers (a notebook, a test) catch them as usual.
 """
 
@@ -24,6 +24,10 @@ class InputError(UsageError, ValueError):
 
 class MissingFileError(UsageError, FileNotFoundError):
     """A file or folder the user named (or one that must sit beside it) does not exist."""
+
+
+class ExistingOutputError(UsageError, FileExistsError):
+    """An output the user named exists already, and replacing it needs `--force`."""
 
 
 class KcaptionWarning(UserWarning):

@@ -19,6 +19,7 @@ import textwrap
 from pathlib import Path
 
 from kcaption import steps
+from kcaption.errors import ExistingOutputError
 from kcaption.grading import layout
 from kcaption.grading.splice import find_node
 
@@ -74,7 +75,7 @@ def release(out, force=False, verbose=True):
     out = Path(out)
     if out.exists():
         if not force:
-            raise FileExistsError(f"{out} exists: pass --force to replace it. Received: out={str(out)!r}")
+            raise ExistingOutputError(f"{out} exists: pass --force to replace it. Received: out={str(out)!r}")
         shutil.rmtree(out)
     all_steps = steps.all_steps()
     bodies = [s for s in all_steps if not s.is_todo]

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from kcaption import steps
+from kcaption.errors import ExistingOutputError, InputError, MissingFileError
 from kcaption.grading import splice
 
 
@@ -30,14 +31,14 @@ def solve(out, handout=None, force=False):
     """
     out = Path(out)
     if out.exists() and not force:
-        raise FileExistsError(f"{out} exists: pass --force to replace it. Received: out={str(out)!r}")
+        raise ExistingOutputError(f"{out} exists: pass --force to replace it. Received: out={str(out)!r}")
     if handout is not None and not (Path(handout) / "kcaption" / "steps.py").is_file():
-        raise ValueError(
-            "`handout` must be a student handout folder (it holds kcaption/steps.py): "
+        raise InputError(
+            "--handout must be a student handout folder (it holds kcaption/steps.py): "
             f"the `student/` folder written by `kcaption release`. Received: handout={str(handout)!r}"
         )
     if not steps.solutions_dir().is_dir():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"No reference solutions at {steps.solutions_dir()}: run `kcaption solve` from the kit's repo "
             "or the autograder bundle."
         )

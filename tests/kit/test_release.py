@@ -131,7 +131,7 @@ def test_solve_fills_every_step_and_refuses_what_it_cannot_solve(out, tmp_path):
         "solving must not touch the released handout"
     with pytest.raises(FileExistsError, match="--force"):
         solve(solved, handout=out / "student")
-    with pytest.raises(ValueError, match="student handout folder"):
+    with pytest.raises(ValueError, match="--handout must be a student handout folder"):
         solve(tmp_path / "other", handout=tmp_path)
 
 
@@ -150,3 +150,12 @@ def test_handout_points_only_to_what_it_ships(out):
         if path.suffix in (".ipynb", ".md"):
             found += [f"{path.relative_to(student)}: {m.group(0)}" for m in pattern.finditer(text)]
     assert not found, "the handout points to what it does not ship:\n  " + "\n  ".join(found)
+
+
+def test_release_and_solve_refuse_an_existing_folder_in_one_line(out, capsys):
+    from kcaption import cli
+
+    for command in (["release", str(out)], ["solve", str(out)]):
+        assert cli.main(command) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "exists: pass --force" in err and "Traceback" not in err, err
