@@ -255,10 +255,7 @@ class DeclaredStep:
     qualname: str
     is_todo: bool
 
-    @property
-    def path(self):
-        """Where the student writes it, relative to the repo root."""
-        return self.module.replace(".", "/") + ".py"
+    path = Step.path
 
 
 def declared_steps():

@@ -46,9 +46,14 @@ def setup_commands(readme):
     return found.group(1)
 
 
+def fresh_shell_env():
+    """This process's environment without the kit's switches, Python settings or virtual environment."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("KCAPTION_", "PYTHON", "VIRTUAL_ENV"))}
+
+
 def student_env(venv):
     """The environment of a student's shell after `source .venv/bin/activate`: no kit switches."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KCAPTION_", "PYTHON", "VIRTUAL_ENV"))}
+    env = fresh_shell_env()
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
     env["VIRTUAL_ENV"] = str(venv)
     return env
@@ -65,7 +70,7 @@ def handout(tmp_path_factory):
     shim = root / "bin"
     shim.mkdir()
     (shim / "python").symlink_to(shutil.which("python3") or sys.executable)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KCAPTION_", "VIRTUAL_ENV", "PYTHON"))}
+    env = fresh_shell_env()
     env["PATH"] = f"{shim}{os.pathsep}{env['PATH']}"
     script = "set -euo pipefail\n" + setup_commands((solved / "README.md").read_text())
     start = time.perf_counter()
