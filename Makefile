@@ -25,7 +25,7 @@ demo: setup
 # Lint, then the whole suite: graders on the solutions, graders proven on the stubs, notebooks.
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=40
 
 steps: setup
 	$(BIN)/kcaption steps

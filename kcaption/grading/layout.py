@@ -6,13 +6,14 @@ bundle). Tests are split by folder:
     tests/conftest.py, tests/test_*.py   public: in the handout and the bundle
     tests/hidden/                        hidden: in the bundle only
     tests/kit/, tests/mutants/           instructor-only: in neither
+    tests/scale/                         the COCO-scale path (features, resume, distribution): in neither
 """
 
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HIDDEN_TESTS = "tests/hidden"
-INSTRUCTOR_ONLY = ("tests/kit", "tests/mutants")
+INSTRUCTOR_ONLY = ("tests/kit", "tests/mutants", "tests/scale")
 _JUNK = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints"}
 
 

@@ -194,8 +194,9 @@ def _texts(folder):
 def find_leaks(folder):
     """What in `folder` gives away instructor material: reference bodies, hidden tests, solutions."""
     leaks = [f"a solutions folder: {p}" for p in Path(folder).rglob("solutions") if p.is_dir()]
+    withheld = {Path(f).name for f in (layout.HIDDEN_TESTS, *layout.INSTRUCTOR_ONLY)}
     leaks += [f"an instructor-only folder: {p}" for p in Path(folder).rglob("*")
-              if p.is_dir() and p.name in ("hidden", "kit", "mutants") and p.parent.name == "tests"]
+              if p.is_dir() and p.name in withheld and p.parent.name == "tests"]
     bodies = {s.id: "\n".join(reference_body(s)) for s in steps.all_steps()}
     names = hidden_test_names()
     for path, text in _texts(folder):
