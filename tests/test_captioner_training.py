@@ -211,7 +211,8 @@ def test_sample_weights_are_refused_with_a_clear_error_for_plain_and_grouped_bat
             )
 
 
-def test_image_encoder_backbones_shapes_and_fallback(monkeypatch):
+def test_image_encoder_backbones_shapes_and_missing_weights(monkeypatch):
+    from kcaption.errors import MissingFileError
     from kcaption.models import ImageEncoder
 
     images = np.linspace(0, 1, 2 * 64 * 64 * 3).reshape(2, 64, 64, 3).astype("float32")
@@ -228,9 +229,9 @@ def test_image_encoder_backbones_shapes_and_fallback(monkeypatch):
 
     original = keras.applications.MobileNetV3Small
     monkeypatch.setattr(keras.applications, "MobileNetV3Small", offline)
-    with pytest.warns(UserWarning, match="could not load the ImageNet weights"):
-        encoder = ImageEncoder("mobilenet_v3_small", weights="imagenet")
-    assert not encoder.frozen and encoder.network.trainable
+    with pytest.raises(MissingFileError, match="Put the file weights_mobilenet_v3_small_224_1.0_float_no_top"):
+        ImageEncoder("mobilenet_v3_small", weights="imagenet")
+    assert encoder.frozen and not encoder.network.trainable  # random weights=None: frozen too
     with pytest.raises(ValueError, match="Received: backbone='vgg'"):
         ImageEncoder("vgg")
 

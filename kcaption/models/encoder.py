@@ -1,15 +1,33 @@
 """The image encoder: pixels in [0, 1] -> pooled (N, C) and spatial (N, L, C) features."""
 
-import warnings
+import os
+from pathlib import Path
 
 import keras
 from keras import ops
 
-# name -> (constructor, preprocessing of images in [0, 255])
+from kcaption.errors import MissingFileError
+
+# name -> (constructor, preprocessing of images in [0, 255], the ImageNet weights without the top:
+# the URL keras.applications downloads; it keeps the file as ~/.keras/models/<its last part>).
 BACKBONES = {
-    "mobilenet_v3_small": ("MobileNetV3Small", None),  # rescales inside the model
-    "efficientnet_b0": ("EfficientNetB0", None),  # rescales inside the model
-    "resnet50": ("ResNet50", keras.applications.resnet50.preprocess_input),
+    "mobilenet_v3_small": (
+        "MobileNetV3Small",
+        None,  # rescales inside the model
+        "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v3/"
+        "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
+    ),
+    "efficientnet_b0": (
+        "EfficientNetB0",
+        None,  # rescales inside the model
+        "https://storage.googleapis.com/keras-applications/efficientnetb0_notop.h5",
+    ),
+    "resnet50": (
+        "ResNet50",
+        keras.applications.resnet50.preprocess_input,
+        "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    ),
 }
 
 
@@ -23,19 +41,20 @@ class ImageEncoder(keras.layers.Layer):
       shapes data. It also sees each pixel's coordinates, so its features
       (averaged over the grid) keep *where* things are.
     - a frozen `keras.applications` backbone, `"mobilenet_v3_small"`,
-      `"efficientnet_b0"` or `"resnet50"`, with `weights="imagenet"`; its
-      pooled vector is the global average of its last feature map. When the
-      ImageNet weights cannot be downloaded (no internet), the encoder warns
-      and falls back to random weights, trained with the captioner (slow and
-      much weaker: put the weights file in `~/.keras/models/` to use them offline).
+      `"efficientnet_b0"` or `"resnet50"`; its pooled vector is the global
+      average of its last feature map. With `weights="imagenet"` Keras
+      downloads the weights once into `~/.keras/models/`; when it cannot (no
+      internet) the encoder raises a `MissingFileError` naming the file to put
+      there, rather than train random weights. `weights=None` runs the same
+      frozen path with random weights (the tests, and runs without the file).
 
     Args:
         backbone: "small_cnn" or one of `BACKBONES`.
         image_size: side S of the square input images.
         weights: "imagenet" or None (backbones only).
         feature_dim: channels C of the small CNN's last layer (its feature size).
-        frozen: whether the backbone's weights stay fixed; default: frozen exactly
-            when the ImageNet weights were loaded.
+        frozen: whether the backbone's weights stay fixed; default True (for
+            random weights too: features cached from them stay valid).
         pool_norm: the small CNN standardises its pooled vector with a
             `BatchNormalization` (see `call`). A captioner that reads only the
             grid (attention, Transformer) passes False: the pooled vector is then
@@ -89,27 +108,26 @@ class ImageEncoder(keras.layers.Layer):
             if pool_norm:
                 self.pool_norm = keras.layers.BatchNormalization(momentum=0.9, name="pool_norm")
         else:
-            self.network, loaded = self._backbone(backbone, image_size, weights)
-            self.frozen = loaded if frozen is None else bool(frozen)
+            self.network = self._backbone(backbone, image_size, weights)
+            self.frozen = True if frozen is None else bool(frozen)
             self.network.trainable = not self.frozen
 
     @staticmethod
     def _backbone(name, image_size, weights):
-        constructor = getattr(keras.applications, BACKBONES[name][0])
+        constructor_name, _, url = BACKBONES[name]
+        constructor = getattr(keras.applications, constructor_name)
         shape = (image_size, image_size, 3)
+        if weights is None:
+            return constructor(include_top=False, weights=None, input_shape=shape)
         try:
-            network = constructor(include_top=False, weights=weights, input_shape=shape)
-        except Exception as error:  # no internet, proxy, corrupt cache ...
-            if weights is None:
-                raise
-            warnings.warn(
-                f"ImageEncoder: could not load the ImageNet weights of {name} ({error}). "
-                "Falling back to random weights, trained with the captioner. To use the "
-                "pretrained weights offline, copy the weights file into ~/.keras/models/.",
-                stacklevel=3,
-            )
-            return constructor(include_top=False, weights=None, input_shape=shape), False
-        return network, weights is not None
+            return constructor(include_top=False, weights=weights, input_shape=shape)
+        except Exception as error:  # no internet, a proxy, a corrupt download ...
+            path = weights_path(name)
+            raise MissingFileError(
+                f"Could not load the ImageNet weights of {name} ({type(error).__name__}: {str(error)[:200]}). "
+                f"Put the file {path.name} (from {url}) at {path}, or pass weights=None "
+                "(kcaption: --weights none) to run the same frozen path with random weights."
+            ) from error
 
     def build(self, input_shape):
         if self.backbone == "small_cnn":
@@ -164,3 +182,9 @@ class ImageEncoder(keras.layers.Layer):
             "frozen": self.frozen,
             "pool_norm": self.pool_norm is not None,
         }
+
+
+def weights_path(backbone):
+    """Where keras.applications keeps `backbone`'s ImageNet weights: $KERAS_HOME/models/FILE (~/.keras by default)."""
+    home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    return Path(home) / "models" / BACKBONES[backbone][2].rsplit("/", 1)[1]
