@@ -159,37 +159,15 @@ def make_dataset(
         ((float32 (None, S, S, 3), int32 (None, max_length - 1)), int32 (None, max_length - 1)),
         with (None, GROUP_SIZE, max_length - 1) captions when grouped.
     """
-    if not records:
-        raise ValueError("make_dataset needs at least one record. Received: records=[]")
-    if captions not in CAPTION_MODES:
-        raise ValueError(
-            f"captions must be one of {CAPTION_MODES}. Received: captions={captions!r}"
-        )
-    for name, value, low in [
-        ("batch_size", batch_size, 1),
-        ("image_size", image_size, 1),
-        ("max_length", max_length, 3),
-    ]:
-        if not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}. Received: {name}={value!r}")
-    kept, tokens, counts, report = encode_captions(
-        records, vocab, max_length=max_length, too_long=too_long
-    )
-    log = _log.warning if report.too_long or report.unknown_words else _log.info
-    log("make_dataset: %s", report)
+    _check_arguments("make_dataset", records, captions, batch_size=batch_size, image_size=image_size,
+                     max_length=max_length)
+    kept, tokens, counts = _encode("make_dataset", records, vocab, max_length, too_long)
     records = [records[i] for i in kept]
     load_image = _image_loader(records, image_size)
-    pair = {
-        "all": _all_captions(int(counts.sum())),
-        "first": _first_caption,
-        "random": _random_caption(seed),
-        "grouped": _grouped_captions(seed),
-    }
 
-    def normalise(images, tokens):
-        """A batch: uint8 images -> float32 [0, 1]; tokens (N, [G,] L) -> (captions_in, captions_out)."""
-        images = tf.cast(images, tf.float32) / 255.0
-        return (images, tokens[..., :-1]), tokens[..., 1:]
+    def normalise(images):
+        """A batch of uint8 images -> float32 [0, 1]."""
+        return tf.cast(images, tf.float32) / 255.0
 
     return (
         tf.data.Dataset.from_tensor_slices((tf.range(len(records)), tokens, counts))
@@ -197,10 +175,58 @@ def make_dataset(
         .map(lambda i, t, n: (load_image(i), t, n), num_parallel_calls=AUTOTUNE)
         .apply(_cache(cache, records, tokens, image_size))
         .apply(_shuffle(shuffle and cache is not None, min(len(records), SHUFFLE_IMAGES), seed))
-        .apply(pair[captions])
+        .apply(_caption_batches(captions, counts, batch_size, drop_remainder, shuffle, seed, normalise))
+    )
+
+
+def _check_arguments(caller, records, captions, **sizes):
+    """ValueError unless there are records, `captions` is a mode and every size is an int in range."""
+    if not records:
+        raise ValueError(f"{caller} needs at least one record. Received: records=[]")
+    if captions not in CAPTION_MODES:
+        raise ValueError(
+            f"captions must be one of {CAPTION_MODES}. Received: captions={captions!r}"
+        )
+    for name, value in sizes.items():
+        low = 3 if name == "max_length" else 1
+        if not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}. Received: {name}={value!r}")
+
+
+def _encode(caller, records, vocab, max_length, too_long):
+    """`encode_captions`, its report logged on the "kcaption.data" logger: (kept, tokens, counts)."""
+    kept, tokens, counts, report = encode_captions(
+        records, vocab, max_length=max_length, too_long=too_long
+    )
+    log = _log.warning if report.too_long or report.unknown_words else _log.info
+    log("%s: %s", caller, report)
+    return kept, tokens, counts
+
+
+def _caption_batches(captions, counts, batch_size, drop_remainder, shuffle, seed, prepare):
+    """Dataset transformation: (x, tokens (C, L), count) per image -> ((prepare(x batch), captions_in),
+    captions_out) batches, prefetched; the stages after the images are read, shared with
+    `kcaption.data.features.feature_dataset`.
+
+    Pairs each x with its caption(s) (`captions` mode), shuffles the pairs of nearby images with
+    "all", batches, prepares x and splits input/target (once per batch).
+    """
+    pair = {
+        "all": _all_captions(int(counts.sum())),
+        "first": _first_caption,
+        "random": _random_caption(seed),
+        "grouped": _grouped_captions(seed),
+    }
+
+    def split(x, tokens):
+        """A batch: x -> prepare(x); tokens (N, [G,] L) -> (captions_in, captions_out)."""
+        return (prepare(x), tokens[..., :-1]), tokens[..., 1:]
+
+    return lambda ds: (
+        ds.apply(pair[captions])
         .apply(_shuffle(shuffle and captions == "all", 8 * batch_size, seed))
         .batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
-        .map(normalise, num_parallel_calls=AUTOTUNE)
+        .map(split, num_parallel_calls=AUTOTUNE)
         .prefetch(AUTOTUNE)
     )
 
