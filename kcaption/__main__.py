@@ -1,8 +1,6 @@
 """`python -m kcaption ...`: the `kcaption` command, where the script is not on PATH (e.g. a notebook's `!`)."""
 
-import sys
-
-from kcaption.cli import main
+from kcaption.cli import entry
 
 if __name__ == "__main__":  # not when a tool imports every module of the package
-    sys.exit(main())
+    entry()

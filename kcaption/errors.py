@@ -32,3 +32,7 @@ class ExistingOutputError(UsageError, FileExistsError):
 
 class KcaptionWarning(UserWarning):
     """The kit's warnings about the user's input (`kcaption` prints each as one line)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a command; the message says what was kept and how to go on (`kcaption` prints it, exit 130)."""
