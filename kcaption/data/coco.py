@@ -12,12 +12,21 @@ Bad input, case by case:
 - captions/split file missing: FileNotFoundError naming it (and how to get it);
 - not UTF-8, not JSON, or a required field missing or of the wrong type:
   ValueError naming the file and the field (e.g. "images[3] has no 'file_name'");
-- image file missing, or (check_images=True) not a decodable image: the image
-  is skipped and counted in the returned `ReadReport`;
+- two entries of one image id (cocoid) naming different files, or (Karpathy)
+  listing different sentences in one split: ValueError naming the file, the
+  id and both entries (their captions would be mixed up); a repeated
+  identical entry is read once and counted;
+- (Karpathy) a split label other than train/val/test/restval (e.g. "Train"):
+  the image is ignored, counted and named by id; an image listed in several
+  splits is kept in the first one only, counted and named;
+- image file missing, or not of a format the pipeline decodes (checked from
+  its first bytes, always: e.g. a TIFF named .jpg), or (check_images=True)
+  not decodable: the image is skipped and counted in the returned `ReadReport`;
 - empty caption: skipped and counted; an image left with no caption is
   skipped and counted; a caption of an image id not in "images": counted.
 The report is also logged (a warning when anything was skipped). Unknown
-words and too-long captions are the pipeline's business (`encode_captions`).
+words and too-long captions are the vocabulary's and the pipeline's business
+(`drop_long_captions`, `encode_captions`).
 """
 
 import dataclasses
@@ -31,8 +40,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from kcaption.data.records import CaptionRecord
+from kcaption.data.records import IMAGE_FORMATS, CaptionRecord, image_format
 from kcaption.data.shapes import make_shapes
+from kcaption.data.tokenize import tokenize
+from kcaption.errors import ExistingOutputError, InputError
 
 COCO_IMAGES_URL = "http://images.cocodataset.org/zips/{split}.zip"
 COCO_CAPTIONS_URL = "http://images.cocodataset.org/annotations/annotations_trainval2014.zip"
@@ -43,27 +54,64 @@ _log = logging.getLogger("kcaption.data")
 
 @dataclasses.dataclass
 class ReadReport:
-    """What `read_coco` kept and what it skipped, with reasons. `print(report)` for a summary."""
+    """What `read_coco` kept and what it skipped, with reasons. `print(report)` for a summary.
+
+    Attributes:
+        source: the file read (and the Karpathy split).
+        images, captions: how many were kept.
+        missing_images, corrupt_images, images_without_captions: the file
+            names of the images skipped for each reason.
+        unsupported_images: {file name: its format, e.g. "TIFF"} of the images
+            skipped as not in `IMAGE_FORMATS`.
+        empty_captions: empty captions skipped.
+        orphan_captions: captions of an image id not in "images".
+        repeated_entries: identical repeats of an image's entry, read once.
+        unknown_splits: (Karpathy) {split label: image ids} of the images
+            ignored for a label not in `KARPATHY_SPLITS`.
+        split_conflicts: (Karpathy) {image id: its splits} of the images listed
+            in several splits; each is kept in the first one only.
+    """
 
     source: str
     images: int = 0
     captions: int = 0
     missing_images: list = dataclasses.field(default_factory=list)
+    unsupported_images: dict = dataclasses.field(default_factory=dict)
     corrupt_images: list = dataclasses.field(default_factory=list)
     images_without_captions: list = dataclasses.field(default_factory=list)
     empty_captions: int = 0
     orphan_captions: int = 0
+    repeated_entries: int = 0
+    unknown_splits: dict = dataclasses.field(default_factory=dict)
+    split_conflicts: dict = dataclasses.field(default_factory=dict)
 
     @property
     def skipped_images(self):
         return (
-            len(self.missing_images) + len(self.corrupt_images) + len(self.images_without_captions)
+            len(self.missing_images)
+            + len(self.unsupported_images)
+            + len(self.corrupt_images)
+            + len(self.images_without_captions)
+        )
+
+    @property
+    def clean(self):
+        """Whether nothing was skipped, ignored or repeated."""
+        return not (
+            self.skipped_images
+            or self.empty_captions
+            or self.orphan_captions
+            or self.repeated_entries
+            or self.unknown_splits
+            or self.split_conflicts
         )
 
     def __str__(self):
         text = f"read {self.images} images, {self.captions} captions from {self.source}"
+        unsupported = [f"{name} ({kind})" for name, kind in self.unsupported_images.items()]
         skipped = [
             (self.missing_images, "missing file"),
+            (unsupported, f"unsupported format, not {'/'.join(IMAGE_FORMATS)}"),
             (self.corrupt_images, "corrupt image"),
             (self.images_without_captions, "no caption"),
         ]
@@ -76,6 +124,18 @@ class ReadReport:
             )
         if self.orphan_captions:
             text += f"; ignored {self.orphan_captions} captions of unknown image ids"
+        if self.repeated_entries:
+            text += f"; read once {self.repeated_entries} repeated entries of an image"
+        for label, ids in self.unknown_splits.items():
+            text += (
+                f"; ignored {len(ids)} images of unknown split {label!r} (ids: {_examples(ids)})"
+            )
+        if self.split_conflicts:
+            listed = [f"{i} in {'+'.join(s)}" for i, s in self.split_conflicts.items()]
+            text += (
+                f"; {len(listed)} images listed in several splits, kept in the first only "
+                f"({_examples(listed)})"
+            )
         return text
 
 
@@ -90,10 +150,12 @@ def read_coco(root, split="val2014", karpathy_split=None, karpathy_file=None, ch
             joined by "+", e.g. "train+restval"): read the Karpathy split file
             instead; `split` is then not used.
         karpathy_file: the Karpathy split file (default: root/dataset_coco.json).
-        check_images: decode every image once (JPEGs at reduced scale, so it
-            is quick) and skip the ones that fail. Without it, only missing
-            files are caught here, and a corrupt file stops the pipeline with
-            a TensorFlow decode error.
+        check_images: also decode every image once (JPEGs at reduced scale)
+            and skip the ones that fail: about 2 ms an image, minutes for all
+            of COCO. Without it, only missing files and files of a format the
+            pipeline does not decode are caught here (from their first bytes,
+            quick), and a damaged file stops the pipeline with a TensorFlow
+            decode error.
 
     Returns:
         (records, report): a list of `CaptionRecord` (image = file path, in the
@@ -110,9 +172,14 @@ def read_coco(root, split="val2014", karpathy_split=None, karpathy_file=None, ch
     for image_id, image_path, captions in items:
         kept = [c.strip() for c in captions if c.strip()]
         report.empty_captions += len(captions) - len(kept)
-        if not image_path.is_file():
+        try:
+            kind = image_format(image_path)
+        except OSError:
             report.missing_images.append(image_path.name)
-        elif check_images and not _decodes(image_path):
+            continue
+        if kind not in IMAGE_FORMATS and kind is not None:
+            report.unsupported_images[image_path.name] = kind
+        elif kind is None or (check_images and not _decodes(image_path)):
             report.corrupt_images.append(image_path.name)
         elif not kept:
             report.images_without_captions.append(image_path.name)
@@ -120,9 +187,7 @@ def read_coco(root, split="val2014", karpathy_split=None, karpathy_file=None, ch
             records.append(CaptionRecord(str(image_id), str(image_path), kept))
     report.images = len(records)
     report.captions = sum(len(r.captions) for r in records)
-    (_log.warning if report.skipped_images or report.empty_captions else _log.info)(
-        "read_coco: %s", report
-    )
+    (_log.info if report.clean else _log.warning)("read_coco: %s", report)
     return records, report
 
 
@@ -131,10 +196,21 @@ def _official_items(path, image_dir):
     images = _field(data, "images", path, "the top level", list)
     annotations = _field(data, "annotations", path, "the top level", list)
     report = ReadReport(str(path))
-    captions = {}
+    captions, entries = {}, {}  # image id -> its captions; -> (index, file name) of its entry
     for k, image in enumerate(images):
         image_id = _field(image, "id", path, f"images[{k}]", (int, str))
-        _field(image, "file_name", path, f"images[{k}]", str)
+        file_name = _field(image, "file_name", path, f"images[{k}]", str)
+        if image_id in entries:
+            first, first_name = entries[image_id]
+            if file_name != first_name:
+                raise InputError(
+                    f"{path}: images[{first}] and images[{k}] have the same id {image_id!r} but name "
+                    f"different files, {first_name!r} and {file_name!r}: their captions would be "
+                    "mixed up. Give each image its own id."
+                )
+            report.repeated_entries += 1
+            continue
+        entries[image_id] = (k, file_name)
         captions[image_id] = []
     for k, annotation in enumerate(annotations):
         image_id = _field(annotation, "image_id", path, f"annotations[{k}]", (int, str))
@@ -143,9 +219,7 @@ def _official_items(path, image_dir):
             captions[image_id].append(caption)
         else:
             report.orphan_captions += 1
-    items = [
-        (image["id"], image_dir / image["file_name"], captions[image["id"]]) for image in images
-    ]
+    items = [(i, image_dir / name, captions[i]) for i, (_, name) in entries.items()]
     return items, report
 
 
@@ -159,20 +233,43 @@ def _karpathy_items(path, root, karpathy_split):
     data = _load_json(path, hint="run `kcaption download-coco DIR` (it fetches dataset_coco.json)")
     images = _field(data, "images", path, "the top level", list)
     report = ReadReport(f"{path} ({karpathy_split})")
-    items = []
+    entries = {}  # cocoid -> (index, split, file, captions) of its first entry
     for k, image in enumerate(images):
         where = f"images[{k}]"
-        if _field(image, "split", path, where, str) not in wanted:
-            continue
+        split = _field(image, "split", path, where, str)
         folder = _field(image, "filepath", path, where, str)
-        name = _field(image, "filename", path, where, str)
+        file = Path(folder, _field(image, "filename", path, where, str))
         sentences = _field(image, "sentences", path, where, list)
         captions = [
             _field(s, "raw", path, f"{where}.sentences[{j}]", str) for j, s in enumerate(sentences)
         ]
-        items.append(
-            (_field(image, "cocoid", path, where, (int, str)), root / folder / name, captions)
-        )
+        cocoid = _field(image, "cocoid", path, where, (int, str))
+        if split not in KARPATHY_SPLITS:
+            report.unknown_splits.setdefault(split, []).append(str(cocoid))
+            continue
+        if cocoid not in entries:
+            entries[cocoid] = (k, split, file, captions)
+            continue
+        first, first_split, first_file, first_captions = entries[cocoid]
+        if file != first_file or (split == first_split and captions != first_captions):
+            differ = (
+                f"name different files, {first_file.as_posix()!r} and {file.as_posix()!r}"
+                if file != first_file
+                else f"list different sentences in split {split!r}"
+            )
+            raise InputError(
+                f"{path}: images[{first}] and images[{k}] have the same cocoid {cocoid!r} but "
+                f"{differ}: their captions would be mixed up. Give each image one entry."
+            )
+        if split == first_split:
+            report.repeated_entries += 1
+        elif split not in report.split_conflicts.setdefault(str(cocoid), [first_split]):
+            report.split_conflicts[str(cocoid)].append(split)
+    items = [
+        (cocoid, root / file, captions)
+        for cocoid, (_, split, file, captions) in entries.items()
+        if split in wanted
+    ]
     return items, report
 
 
@@ -214,35 +311,113 @@ def _examples(names, limit=3):
     return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
 
 
-def export_shapes(dir, n=100, split="val2014", seed=0, image_size=64):
-    """Write shapes images as a COCO-format folder (for testing COCO code offline).
+def export_shapes(
+    dir, n=100, split=None, seed=0, image_size=64, *, n_val=None, n_test=None, force=False
+):
+    """Write shapes images as a COCO-format folder, to run the COCO path offline.
 
-    Writes DIR/<split>/COCO_<split>_<id>.jpg (JPEG quality 95, no chroma
-    subsampling) and DIR/annotations/captions_<split>.json. COCO image ids
-    are 1..n, so read_coco's record i has image_id str(i + 1).
+    By default, COCO 2014's layout, with a Karpathy split file:
+
+        DIR/train2014/COCO_train2014_<id>.jpg    n images         Karpathy split "train"
+        DIR/val2014/COCO_val2014_<id>.jpg        n_val images     "val"
+                                                 then n_test      "test"
+        DIR/annotations/captions_train2014.json, DIR/annotations/captions_val2014.json
+        DIR/dataset_coco.json
+
+    so `read_coco(DIR, "train2014")` and `read_coco(DIR, karpathy_split="test")`
+    both work. Image ids are 1, 2, ... across the splits (train, then val, then
+    test), unique as COCO's are: image id i is `make_shapes(N, seed)[i - 1]`
+    for N images in all. JPEG quality 95, no chroma subsampling.
+
+    Args:
+        dir: the folder to write.
+        n: images in train2014 (or in `split`).
+        split: None, or one split name (e.g. "val2014"): write that split
+            alone, n images with ids 1..n, and no Karpathy file.
+        seed: the shapes seed.
+        image_size: the images' side in pixels, at least 32.
+        n_val: validation images (default: n // 5, at least 1).
+        n_test: test images (default: n_val).
+        force: replace what is there (image files that the new export does
+            not write are left, listed nowhere). Without it, an existing
+            captions file or Karpathy file, or a non-empty images folder, of a
+            split to be written raises `ExistingOutputError` naming it.
 
     Returns:
         Path(dir).
     """
+    if split is not None and (n_val is not None or n_test is not None):
+        raise InputError(
+            "n_val and n_test are for the train/val export (split=None). "
+            f"Received: split={split!r}, n_val={n_val!r}, n_test={n_test!r}"
+        )
+    for name, count in [("n", n), ("n_val", n_val), ("n_test", n_test)]:
+        if count is not None and (
+            not isinstance(count, int) or isinstance(count, bool) or count < 0
+        ):
+            raise InputError(f"{name} must be an int >= 0. Received: {name}={count!r}")
+    if split is None:
+        n_val = max(1, n // 5) if n_val is None else n_val
+        n_test = n_val if n_test is None else n_test
+        layout = [("train2014", "train", n), ("val2014", "val", n_val), ("val2014", "test", n_test)]
+    else:
+        layout = [(split, None, n)]
     root = Path(dir)
-    (root / split).mkdir(parents=True, exist_ok=True)
-    (root / "annotations").mkdir(parents=True, exist_ok=True)
-    images, annotations = [], []
-    for index, record in enumerate(make_shapes(n, seed=seed, image_size=image_size), start=1):
-        file_name = f"COCO_{split}_{index:012d}.jpg"
-        Image.fromarray(record.image).save(root / split / file_name, quality=95, subsampling=0)
+    folders = list(dict.fromkeys(folder for folder, _, _ in layout))
+    outputs = [root / "annotations" / f"captions_{folder}.json" for folder in folders]
+    outputs += [root / "dataset_coco.json"] if split is None else []
+    if not force:
+        _refuse_existing(outputs, [root / folder for folder in folders])
+    for folder in folders + ["annotations"]:
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    places = [(folder, label) for folder, label, count in layout for _ in range(count)]
+    coco = {folder: {"images": [], "annotations": []} for folder in folders}
+    karpathy = []
+    records = make_shapes(len(places), seed=seed, image_size=image_size)
+    for image_id, ((folder, label), record) in enumerate(zip(places, records), start=1):
+        file_name = f"COCO_{folder}_{image_id:012d}.jpg"
+        Image.fromarray(record.image).save(root / folder / file_name, quality=95, subsampling=0)
+        images, annotations = coco[folder]["images"], coco[folder]["annotations"]
         images.append(
-            {"id": index, "file_name": file_name, "width": image_size, "height": image_size}
+            {"id": image_id, "file_name": file_name, "width": image_size, "height": image_size}
         )
         for caption in record.captions:
-            annotations.append({"id": len(annotations) + 1, "image_id": index, "caption": caption})
-    data = {
-        "info": {"description": f"kcaption shapes (seed {seed}) in COCO captions format"},
-        "images": images,
-        "annotations": annotations,
-    }
-    (root / "annotations" / f"captions_{split}.json").write_text(json.dumps(data), encoding="utf-8")
+            annotations.append(
+                {"id": len(annotations) + 1, "image_id": image_id, "caption": caption}
+            )
+        sentences = [
+            {"raw": c, "tokens": [t for t in tokenize(c) if t.isalnum()]} for c in record.captions
+        ]
+        karpathy.append(
+            {
+                "filepath": folder,
+                "filename": file_name,
+                "split": label,
+                "cocoid": image_id,
+                "sentences": sentences,
+            }
+        )
+    info = {"description": f"kcaption shapes (seed {seed}) in COCO captions format"}
+    for folder, data in coco.items():
+        text = json.dumps({"info": info, **data})
+        (root / "annotations" / f"captions_{folder}.json").write_text(text, encoding="utf-8")
+    if split is None:
+        text = json.dumps({"images": karpathy, "dataset": "coco"})
+        (root / "dataset_coco.json").write_text(text, encoding="utf-8")
     return root
+
+
+def _refuse_existing(files, folders):
+    """An ExistingOutputError naming the first of `files` that exists, or of `folders` that holds a file."""
+    for path in files:
+        if path.exists():
+            raise ExistingOutputError(f"{path} exists: pass --force (force=True) to replace it.")
+    for folder in folders:
+        held = next(folder.iterdir(), None) if folder.is_dir() else None
+        if held is not None:
+            raise ExistingOutputError(
+                f"{folder} holds files ({held.name}, ...): pass --force (force=True) to replace them."
+            )
 
 
 def download_coco(dir, splits=("train2014", "val2014"), karpathy=True, opener=None, progress=True):

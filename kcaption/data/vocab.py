@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kcaption.data.records import preview
 from kcaption.data.tokenize import tokenize
 from kcaption.steps import graded
 
@@ -97,7 +98,7 @@ class Vocabulary:
         if len(words) > max_length - 2:
             raise ValueError(
                 f"Caption has {len(words)} tokens, more than max_length - 2 = {max_length - 2}: "
-                f"{caption!r}. Raise max_length or skip long captions. Received: max_length={max_length}"
+                f"{preview(caption)}. Raise max_length or skip long captions. Received: max_length={max_length}"
             )
         ids = np.full((max_length,), NULL, dtype=np.int32)
         ids[0] = START
