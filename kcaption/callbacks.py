@@ -41,11 +41,11 @@ class SampleCaptions(keras.callbacks.Callback):
         self._writer = None
 
     def on_epoch_end(self, epoch, logs=None):
-        from kcaption.metrics import coco_scores
+        from kcaption.metrics import caption_scores
 
         ids = np.asarray(self.model.sample(self.inputs, max_length=self.max_length))
         captions = [self.vocab.decode(row) for row in ids]
-        cider = coco_scores(self.references, captions)["cider"]
+        cider = caption_scores(self.references, captions, java=False)["cider"]  # no JVM each epoch
         if logs is not None:
             logs["val_cider"] = cider
         stream = self.stream or sys.stdout
