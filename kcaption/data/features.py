@@ -111,6 +111,7 @@ class FeatureStore:
         self.image_size = image_size
         self._encoder = None
         self._encoder_sha256 = None
+        self._compiled = None
         saved = _read_json(self.path / "store.json")
         if saved is not None:
             _check(
@@ -209,7 +210,6 @@ class FeatureStore:
         manifest = self._matching_manifest(split, records)
         if manifest is not None and manifest["complete"]:
             return FeatureCache(folder, manifest)
-        encoder = self.encoder()
         if manifest is None:
             folder.mkdir(parents=True, exist_ok=True)
             manifest = {
@@ -220,18 +220,12 @@ class FeatureStore:
                 "shards": [],
                 "complete": False,
             }
-        encode = tf.function(
-            lambda images: encoder(images, training=False),
-            input_signature=[
-                tf.TensorSpec((None, self.image_size, self.image_size, 3), tf.float32)
-            ],
-        )
         size = manifest["shard_size"]
         report = _progress(progress, split, len(records), len(manifest["shards"]) * size)
         for first in range(len(manifest["shards"]) * size, len(records), size):
             shard = records[first : first + size]
             names = _write_shard(
-                folder, len(manifest["shards"]), shard, first, encode, batch_size, self.image_size
+                folder, len(manifest["shards"]), shard, first, self._encode(), batch_size, self.image_size
             )
             manifest["shards"].append({"first": first, "count": len(shard), **names["files"]})
             manifest["shapes"] = names["shapes"]
@@ -256,6 +250,14 @@ class FeatureStore:
                 "(`kcaption features`, or FeatureStore.extract; an interrupted one resumes)."
             )
         return FeatureCache(folder, manifest)
+
+    def _encode(self):
+        """The encoder as one compiled function: float32 images (N, S, S, 3) -> (pooled, spatial)."""
+        if self._compiled is None:
+            encoder = self.encoder()
+            spec = tf.TensorSpec((None, self.image_size, self.image_size, 3), tf.float32)
+            self._compiled = tf.function(lambda images: encoder(images, training=False), input_signature=[spec])
+        return self._compiled
 
     def _split_folder(self, split):
         if (
