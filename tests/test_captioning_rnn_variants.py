@@ -204,3 +204,16 @@ def test_a_few_fit_steps_lower_the_loss(cell_type, num_layers, initial_cell, inj
         moved = model.feature_projection.layers[-1].moving_mean.numpy() - variant_weights(cell_type, 1, inject)[
             "feature_projection"][4]
         assert np.abs(moved).max() > 1e-3, "the BatchNormalization's moving mean did not change in fit"
+
+
+def test_build_captioner_takes_an_encoder_and_the_variant():
+    """A model trained on an encoder's features captions raw images through that same encoder."""
+    from kcaption.models import ImageEncoder, build_captioner
+
+    encoder = ImageEncoder("small_cnn", image_size=16, feature_dim=C)
+    model = build_captioner("lstm", V, encoder=encoder, embed_dim=D, hidden_dim=H, num_layers=2, inject="pre")
+    assert model.encoder is encoder and (model.num_layers, model.inject) == (2, "pre")
+    images = np.linspace(0, 1, 3 * 16 * 16 * 3).reshape(3, 16, 16, 3).astype("float32")
+    pooled, _ = encoder(images, training=False)
+    assert_close(model((images, CAPTIONS_IN), training=False), model((pooled, CAPTIONS_IN), training=False),
+                 atol=1e-6, what="logits from images vs from their features")

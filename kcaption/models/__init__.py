@@ -20,21 +20,26 @@ CAPTIONERS = {
 POOLED = ("rnn", "lstm")
 
 
-def build_captioner(name, vocab_size, *, backbone="small_cnn", image_size=64, **kwargs):
+def build_captioner(name, vocab_size, *, backbone="small_cnn", image_size=64, encoder=None, **kwargs):
     """A captioner by name, with its image encoder.
 
     Args:
         name: one of `CAPTIONERS` ("rnn", "lstm", ...).
         vocab_size: number of tokens V.
         backbone: the `ImageEncoder` backbone ("small_cnn" or a keras.applications name),
-            or None for a captioner fed precomputed features.
-        image_size: side of the input images.
-        **kwargs: passed to the captioner (embed_dim, hidden_dim, ...).
+            or None for a captioner fed precomputed features. Not used with `encoder`.
+        image_size: side of the input images. Not used with `encoder`.
+        encoder: an `ImageEncoder` to use as is (e.g. the frozen one a feature cache was
+            made with, so that the model trained on its features captions raw images), or
+            None to build one from `backbone` and `image_size`.
+        **kwargs: passed to the captioner: embed_dim, hidden_dim, ...; for "rnn" and
+            "lstm" also num_layers and inject ("init" or "pre", see `CaptioningRNN`);
+            for "transformer", num_layers is its number of decoder blocks.
     """
     if name not in CAPTIONERS:
         raise ValueError(f"Unknown captioner; expected one of {sorted(CAPTIONERS)}. Received: name={name!r}")
-    encoder = None if backbone is None else ImageEncoder(backbone, image_size=image_size, pool_norm=name in POOLED)
+    if encoder is None and backbone is not None:
+        encoder = ImageEncoder(backbone, image_size=image_size, pool_norm=name in POOLED)
     return CAPTIONERS[name](vocab_size, encoder=encoder, **kwargs)
-
 
 __all__ = ["CAPTIONERS", "CaptioningRNN", "CaptioningTransformer", "ImageEncoder", "build_captioner"]
