@@ -404,7 +404,7 @@ def test_export_shapes_then_read_coco_round_trips(coco_dir):
 def test_export_shapes_command_line(tmp_path):
     out = tmp_path / "cli"
     subprocess.run(
-        [sys.executable, "-m", "kcaption.cli", "export-shapes", str(out), "--n", "8"],
+        [sys.executable, "-m", "kcaption.cli", "export-shapes", str(out), "--n", "8", "--split", "val2014"],
         check=True,
         cwd=REPO,
         capture_output=True,

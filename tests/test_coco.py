@@ -6,6 +6,7 @@ mid-epoch, two entries of one image id mixed their captions, a Karpathy label
 59,000-character error.
 """
 
+import collections
 import io
 import json
 
@@ -53,7 +54,12 @@ def test_export_shapes_writes_train_val_and_the_karpathy_split(coco_dir):
     for record in train + val:
         assert record.captions == shapes[int(record.image_id) - 1].captions
     assert all("/train2014/COCO_train2014_" in r.image for r in train)
-    for split, ids in [("train", "1 2 3 4"), ("val", "5 6"), ("test", "7"), ("train+val", "1 2 3 4 5 6")]:
+    for split, ids in [
+        ("train", "1 2 3 4"),
+        ("val", "5 6"),
+        ("test", "7"),
+        ("train+val", "1 2 3 4 5 6"),
+    ]:
         records, report = read_coco(coco_dir, karpathy_split=split)
         assert _ids(records) == ids.split() and report.clean, split
     assert read_coco(coco_dir, karpathy_split="restval")[0] == []
@@ -248,4 +254,23 @@ def test_drop_long_captions_keeps_what_encodes_and_the_vocabulary_never_sees_the
                 with pytest.raises(ValueError, match="more than max_length - 2"):
                     vocab.encode(caption, max_length=17)
     assert str(report).startswith("kept 3 captions of at most 15 tokens; dropped 2 longer (e.g. ")
-    assert "(21 tokens)" in str(report) and "dropped 1 images left with no caption (ids: 2)" in str(report)
+    assert "(21 tokens)" in str(report) and "dropped 1 images left with no caption (ids: 2)" in str(
+        report
+    )
+
+
+def test_vocabulary_build_counts_as_tokenize_does_one_caption_at_a_time():
+    words = [
+        "ΟΔΟΣ",
+        "İstanbul",
+        "dog,",
+        "a",
+        "Cat.",
+    ]  # final sigma, a dotted capital I, punctuation
+    captions = [" ".join(words[(k + j) % 5] for j in range(k % 4 + 1)) for k in range(5000)]
+    counts = collections.Counter(w for c in captions for w in tokenize(c))  # more than one chunk
+    expected = sorted(counts, key=lambda w: (-counts[w], w))
+    assert Vocabulary.build(captions).words[4:] == expected
+    assert Vocabulary.build(iter(captions), min_count=1500).words[4:] == [
+        w for w in expected if counts[w] >= 1500
+    ]
