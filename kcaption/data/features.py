@@ -102,24 +102,17 @@ class FeatureStore:
         if weights not in ("imagenet", None):
             raise InputError(f"`weights` must be 'imagenet' or None. Received: weights={weights!r}")
         if not isinstance(image_size, int) or image_size < 32:
-            raise InputError(
-                f"image_size must be an int >= 32. Received: image_size={image_size!r}"
-            )
+            raise InputError(f"image_size must be an int >= 32. Received: image_size={image_size!r}")
         self.path = Path(folder) / f"{backbone}-{image_size}px-{weights or 'random'}"
         self.backbone = backbone
         self.weights = weights
         self.image_size = image_size
-        self._encoder = None
         self._encoder_sha256 = None
         self._compiled = None
         saved = _read_json(self.path / "store.json")
         if saved is not None:
-            _check(
-                self.path / "store.json",
-                saved,
-                self._settings(),
-                f"delete {self.path} or pass another features folder",
-            )
+            remedy = f"delete {self.path} or pass another features folder"
+            _check(self.path / "store.json", saved, self._settings(), remedy)
 
     def _settings(self):
         return {
@@ -131,51 +124,39 @@ class FeatureStore:
         }
 
     def encoder(self):
-        """The frozen, built `ImageEncoder` whose weights made (or will make) every cache of this store.
+        """A new frozen, built `ImageEncoder` with the weights that made (or will make) every cache here.
 
-        The first call makes it (downloading the ImageNet weights, or drawing
-        random ones) and saves it as FOLDER/encoder.weights.h5; later calls, in
-        any process, load that file (no download).
+        The store's first call makes the weights (downloading ImageNet's, or
+        drawing random ones) and saves them as STORE/encoder.weights.h5; every
+        call, in any process, returns an encoder loaded from that file (no
+        download), made in the caller's distribution scope and dtype policy.
         """
-        if self._encoder is not None:
-            return self._encoder
         from kcaption.models.encoder import ImageEncoder
 
         path = self.path / "encoder.weights.h5"
         saved = _read_json(self.path / "store.json")
-        shape = (None, self.image_size, self.image_size, 3)
-        if saved is not None and path.exists():
-            encoder = ImageEncoder(
-                self.backbone, image_size=self.image_size, weights=None, frozen=True
-            )
-            encoder.build(shape)
-            encoder.network.load_weights(path)
-            digest = _weights_sha256(encoder)
-            if digest != saved["encoder_sha256"]:
-                raise InputError(
-                    f"{path} does not hold the weights {self.path / 'store.json'} was made with "
-                    f"(sha256 {digest[:12]}, expected {saved['encoder_sha256'][:12]}): "
-                    f"delete {self.path} or pass another features folder."
-                )
-        else:
-            encoder = ImageEncoder(
-                self.backbone, image_size=self.image_size, weights=self.weights, frozen=True
-            )
-            encoder.build(shape)
-            digest = _weights_sha256(encoder)
+        if saved is None or not path.exists():
+            made = ImageEncoder(self.backbone, image_size=self.image_size, weights=self.weights, frozen=True)
             self.path.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(
-                "partial." + path.name
-            )  # save_weights wants a .weights.h5 name
-            encoder.network.save_weights(partial)
+            partial = path.with_name("partial." + path.name)  # save_weights wants a .weights.h5 name
+            made.network.save_weights(partial)
             partial.replace(path)
-            _write_json(self.path / "store.json", {**self._settings(), "encoder_sha256": digest})
-        self._encoder, self._encoder_sha256 = encoder, digest
+            saved = {**self._settings(), "encoder_sha256": _weights_sha256(made)}
+            _write_json(self.path / "store.json", saved)
+        encoder = ImageEncoder(self.backbone, image_size=self.image_size, weights=None, frozen=True)
+        encoder.build((None, self.image_size, self.image_size, 3))
+        encoder.network.load_weights(path)
+        digest = _weights_sha256(encoder)
+        if digest != saved["encoder_sha256"]:
+            raise InputError(
+                f"{path} does not hold the weights {self.path / 'store.json'} was made with "
+                f"(sha256 {digest[:12]}, expected {saved['encoder_sha256'][:12]}): "
+                f"delete {self.path} or pass another features folder."
+            )
+        self._encoder_sha256 = digest
         return encoder
 
-    def extract(
-        self, records, split, *, batch_size=32, shard_size=1024, progress=True, force=False
-    ):
+    def extract(self, records, split, *, batch_size=32, shard_size=1024, progress=True, force=False):
         """Run the encoder over the records' images once; write split's pooled and spatial features.
 
         Each shard is written under a temporary name and renamed when whole,
@@ -254,26 +235,20 @@ class FeatureStore:
     def _encode(self):
         """The encoder as one compiled function: float32 images (N, S, S, 3) -> (pooled, spatial)."""
         if self._compiled is None:
-            encoder = self.encoder()
+            encoder = self.encoder()  # kept by the function
             spec = tf.TensorSpec((None, self.image_size, self.image_size, 3), tf.float32)
             self._compiled = tf.function(lambda images: encoder(images, training=False), input_signature=[spec])
         return self._compiled
 
     def _split_folder(self, split):
-        if (
-            not isinstance(split, str)
-            or not split
-            or split != Path(split).name
-            or split.startswith(".")
-        ):
-            raise InputError(
-                f"split must be a plain folder name, e.g. 'train'. Received: split={split!r}"
-            )
+        if not isinstance(split, str) or not split or split != Path(split).name or split.startswith("."):
+            raise InputError(f"split must be a plain folder name, e.g. 'train'. Received: split={split!r}")
         return self.path / split
 
     def _expected(self, records):
         """What a manifest of these records must say (the encoder is made or loaded for its hash)."""
-        self.encoder()
+        if self._encoder_sha256 is None:
+            self.encoder()
         return {
             **self._settings(),
             "encoder_sha256": self._encoder_sha256,
@@ -286,12 +261,8 @@ class FeatureStore:
         path = self._split_folder(split) / "manifest.json"
         manifest = _read_json(path)
         if manifest is not None:
-            _check(
-                path,
-                manifest,
-                self._expected(records),
-                f"delete {path.parent}, pass another features folder, or rebuild it (force=True, --force)",
-            )
+            remedy = f"delete {path.parent}, pass another features folder, or rebuild it (force=True, --force)"
+            _check(path, manifest, self._expected(records), remedy)
         return manifest
 
 
@@ -393,9 +364,7 @@ def feature_dataset(
             of `shuffle_buffer` images (and the pairs, with "all").
     """
     _check_kind(kind)
-    _check_arguments(
-        "feature_dataset", records, captions, batch_size=batch_size, max_length=max_length
-    )
+    _check_arguments("feature_dataset", records, captions, batch_size=batch_size, max_length=max_length)
     if len(records) != len(cache) or records_fingerprint(records) != cache.manifest["fingerprint"]:
         raise InputError(
             f"The feature cache {cache.path} was made from other records ({len(cache)} images) than "
@@ -404,13 +373,11 @@ def feature_dataset(
     kept, tokens, counts = _encode("feature_dataset", records, vocab, max_length, too_long)
     row = np.full(len(records), -1, dtype=np.int64)  # record index -> row of tokens, -1 if dropped
     row[kept] = np.arange(len(kept))
+    pair = _caption_batches(captions, counts, batch_size, drop_remainder, shuffle, seed, _to_float32)
     row, tokens, counts = tf.constant(row), tf.constant(tokens), tf.constant(counts)
 
     def with_captions(index, features):
         return features, tf.gather(tokens, row[index]), tf.gather(counts, row[index])
-
-    def to_float32(features):
-        return tf.cast(features, tf.float32)
 
     features = cache.features(kind, shuffle=shuffle, seed=seed, shuffle_buffer=shuffle_buffer)
     if len(kept) < len(records):
@@ -418,12 +385,12 @@ def feature_dataset(
     return (
         features.map(with_captions, num_parallel_calls=AUTOTUNE)
         .apply(tf.data.experimental.assert_cardinality(len(kept)))
-        .apply(
-            _caption_batches(
-                captions, counts.numpy(), batch_size, drop_remainder, shuffle, seed, to_float32
-            )
-        )
+        .apply(pair)
     )
+
+
+def _to_float32(features):
+    return tf.cast(features, tf.float32)
 
 
 def records_fingerprint(records):
@@ -431,18 +398,9 @@ def records_fingerprint(records):
     digest = hashlib.sha256()
     for record in records:
         image = record.image
-        what = (
-            hashlib.sha1(image.tobytes()).hexdigest()
-            if isinstance(image, np.ndarray)
-            else os.path.abspath(image)
-        )
+        what = hashlib.sha1(image.tobytes()).hexdigest() if isinstance(image, np.ndarray) else os.path.abspath(image)
         digest.update(f"{record.image_id}\0{what}\0".encode())
     return digest.hexdigest()
-
-
-def feature_bytes(shapes):
-    """Bytes per image on disk, pooled and spatial, float16 (TFRecord framing aside)."""
-    return {kind: 2 * int(np.prod(shape)) for kind, shape in shapes.items()}
 
 
 def _write_shard(folder, number, records, first, encode, batch_size, image_size):
@@ -524,10 +482,7 @@ def _check(path, found, expected, remedy):
     """InputError naming the first field of `expected` that `found` (read from `path`) disagrees on."""
     for field, value in expected.items():
         if found.get(field) != value:
-            shown = {
-                "fingerprint": "the image list's fingerprint",
-                "records": "the number of images",
-            }
+            shown = {"fingerprint": "the image list's fingerprint", "records": "the number of images"}
             raise InputError(
                 f"{path} was made for other settings: {shown.get(field, field)} is {_short(found.get(field))}, "
                 f"asked: {_short(value)}. Its features are not read: {remedy}."
@@ -555,11 +510,7 @@ def _progress(progress, split, total, done_before):
     def report(done):
         rate = (done - done_before) / max(time.perf_counter() - start, 1e-9)
         end = "\n" if done == total else ""
-        print(
-            f"\rfeatures {split}: {done:,} / {total:,} images ({rate:,.0f}/s)",
-            end=end,
-            file=sys.stderr,
-        )
+        print(f"\rfeatures {split}: {done:,} / {total:,} images ({rate:,.0f}/s)", end=end, file=sys.stderr)
 
     return report
 
