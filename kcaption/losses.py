@@ -62,6 +62,12 @@ class TemporalSoftmaxLoss(keras.losses.Loss):
         applied again, and the loss is already reduced, so `__call__` calls
         `temporal_softmax_loss` directly.
 
+    Distribution:
+        Under a `tf.distribute` strategy of R replicas, each replica's loss is
+        divided by R, as Keras's own losses do: the gradients, summed over the
+        replicas, are then those of the mean over the global batch (`fit`
+        reports the loss multiplied back by R).
+
     Example:
         >>> model.compile(optimizer="adam", loss=TemporalSoftmaxLoss())
     """
@@ -79,7 +85,15 @@ class TemporalSoftmaxLoss(keras.losses.Loss):
                 "TemporalSoftmaxLoss ignores targets equal to `ignore_index` and takes no "
                 f"sample weights. Received: sample_weight={sample_weight!r}"
             )
-        return self.call(y_true, y_pred)
+        return _scale_for_distribution(self.call(y_true, y_pred))
 
     def get_config(self):
         return {**super().get_config(), "ignore_index": self.ignore_index}
+
+
+def _scale_for_distribution(loss):
+    """`loss` / R in a replica of a strategy of R replicas (Keras's `scale_loss_for_distribution`)."""
+    import tensorflow as tf
+
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return loss if replicas == 1 else loss * ops.cast(1.0 / replicas, loss.dtype)

@@ -61,7 +61,7 @@ class Captioner(keras.Model):
 
     def train_step(self, data):
         if not _grouped(data):
-            return super().train_step(data)
+            return self._step_logs(super().train_step(data))
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
@@ -69,12 +69,44 @@ class Captioner(keras.Model):
             scaled = self.optimizer.scale_loss(loss)  # mixed precision: the loss-scaled gradients
         weights = self.trainable_variables
         self.optimizer.apply(tape.gradient(scaled, weights), weights)
-        return self._update_metrics(loss, targets, logits)
+        return self._step_logs(self._update_metrics(loss, targets, logits))
 
     def test_step(self, data):
         if not _grouped(data):
-            return super().test_step(data)
-        return self._update_metrics(*self._grouped_loss(data, training=False))
+            return self._step_logs(super().test_step(data))
+        return self._step_logs(self._update_metrics(*self._grouped_loss(data, training=False)))
+
+    def _step_logs(self, logs):
+        # Across workers (MultiWorkerMirroredStrategy) Keras 3.15 averages a step's logs over
+        # axis 0, which a scalar has not (tensorflow/tensorflow#72388): give each one that axis.
+        # The epoch's logs are read from the metrics themselves, as scalars.
+        import tensorflow as tf
+
+        strategy = self.distribute_strategy
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode():
+            return {name: ops.reshape(value, (1,)) for name, value in logs.items()}
+        return logs
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # A model made in a tf.distribute strategy's scope is built before fit or evaluate
+        # runs, by calling it on a first batch's x (Keras's TensorFlow trainer). Two changes
+        # to Keras's way: the batch is the first replica's (Keras averages the replicas'
+        # batches, which MultiWorkerMirroredStrategy cannot do for a nested batch), and a
+        # grouped batch is shown as its first captions, the layout `call` takes.
+        if self._distribute_strategy is None:
+            return
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = keras.tree.map_structure(self._first_replica, next(batches))
+                break
+        if _grouped(data_batch):
+            (images, captions_in), captions_out = data_batch
+            data_batch = ((images, captions_in[:, 0]), captions_out[:, 0])
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    def _first_replica(self, value):
+        return self.distribute_strategy.experimental_local_results(value)[0]
 
     def _grouped_loss(self, data, training):
         """Encode N images once, score their N * G captions: the loss, targets (N*G, T), logits (N*G, T, V)."""
@@ -87,9 +119,10 @@ class Captioner(keras.Model):
         return self.compute_loss(y=targets, y_pred=logits, training=training), targets, logits
 
     def _update_metrics(self, loss, targets, logits):
+        replicas = self.distribute_strategy.num_replicas_in_sync
         for metric in self.metrics:
-            if metric.name == "loss":
-                metric.update_state(loss, sample_weight=ops.shape(targets)[0])
+            if metric.name == "loss":  # this replica's mean: the loss divided it by the replicas (see the loss)
+                metric.update_state(loss * replicas, sample_weight=ops.shape(targets)[0])
             else:
                 metric.update_state(targets, logits)
         return self.get_metrics_result()
