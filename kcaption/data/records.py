@@ -97,11 +97,9 @@ def image_format(path):
         header = file.read(34)
     if header[:4] == b"RIFF" and header[8:12] == b"WEBP":
         return "WEBP"
-    kind = next((name for magic, name in _SIGNATURES.items() if header.startswith(magic)), None)
-    if kind == "BMP":
-        return _bmp_format(header)
-    if kind is not None:
-        return kind
+    for magic, kind in _SIGNATURES.items():
+        if header.startswith(magic):
+            return _bmp_format(header) if kind == "BMP" else kind
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -160,9 +158,9 @@ def drop_long_captions(records, max_length=17):
         max_length: ids per encoded caption, <START> and <END> included.
 
     Returns:
-        (records, report): new records holding only the captions that fit
-        (an image left with none is dropped), in the same order, and a
-        `LengthReport`.
+        (records, report): the records in the same order, each with only the
+        captions that fit (a copy where some were dropped; the input is not
+        changed; an image left with none is dropped), and a `LengthReport`.
 
     Example:
         >>> records, report = drop_long_captions(records, max_length=17)
