@@ -22,6 +22,7 @@ What a user sees:
 """
 
 import argparse
+import os
 import sys
 import warnings
 
@@ -42,21 +43,24 @@ def _train(args):
     from kcaption.train import train
 
     train(
-        model=args.model,
-        data=args.data,
-        root=args.root,
-        epochs=args.epochs,
-        out=args.out,
-        batch_size=args.batch_size,
-        small=args.small,
-        force=args.force,
+        model=args.model, data=args.data, root=args.root, epochs=args.epochs, out=args.out,
+        batch_size=args.batch_size, small=args.small, force=args.force, resume=args.resume,
+        **{name: getattr(args, name) for name in TRAIN_OPTIONS},
     )
+
+
+def _features(args):
+    from kcaption.train import build_features
+
+    build_features(data=args.data, root=args.root, small=args.small,
+                   **{name: getattr(args, name) for name in FEATURE_OPTIONS})
 
 
 def _evaluate(args):
     from kcaption.train import evaluate
 
-    evaluate(args.model_path, data=args.data, root=args.root, split=args.split, out=args.out)
+    evaluate(args.model_path, data=args.data, root=args.root, split=args.split, out=args.out,
+             karpathy=args.karpathy)
 
 
 def _caption(args):
@@ -139,6 +143,32 @@ def positive_float(text):
     return value
 
 
+TRAIN_OPTIONS = ("karpathy", "backbone", "weights", "image_size", "features", "precision", "strategy",
+                 "learning_rate", "min_count", "num_layers", "inject", "monitor", "patience")
+FEATURE_OPTIONS = ("karpathy", "backbone", "weights", "image_size", "features")
+
+
+def data_arguments(p, data="shapes"):
+    """The arguments that say which images a run reads, and through which backbone."""
+    p.add_argument("--data", choices=["shapes", "coco"], default=data, help=f"the dataset (default: {data})")
+    p.add_argument("--root", default=None, help="the COCO folder (with --data coco; see download-coco)")
+    p.add_argument("--karpathy", default=None,
+                   help="the Karpathy split file (default: ROOT/dataset_coco.json when it is there, else the "
+                        "official train2014/val2014)")
+    p.add_argument("--backbone", default=None,
+                   choices=["small_cnn", "mobilenet_v3_small", "efficientnet_b0", "resnet50"],
+                   help="the image encoder (default: small_cnn on shapes, trained with the decoder; "
+                        "efficientnet_b0 on COCO, frozen)")
+    p.add_argument("--weights", choices=["imagenet", "none"], default=None,
+                   help="a backbone's weights: imagenet, or none = random and frozen, for offline tests "
+                        "(default: imagenet)")
+    p.add_argument("--image-size", type=int_at_least(32), default=None,
+                   help="image side in pixels (default: 64 for small_cnn, 224 for a backbone)")
+    p.add_argument("--features", default=None,
+                   help="the feature cache folder of a frozen backbone (default: ROOT/features); "
+                        "none = train on the images")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with a refused argument reported on one line (not the whole usage first)."""
 
@@ -176,22 +206,51 @@ def build_parser():
 
     p = command("train", "train a captioner on shapes or a COCO folder", _train)
     p.add_argument("--model", choices=models, default="lstm", help="the captioner (default: lstm)")
-    p.add_argument("--data", choices=["shapes", "coco"], default="shapes", help="the dataset (default: shapes)")
-    p.add_argument("--root", default=None, help="the COCO folder (with --data coco; see download-coco)")
+    data_arguments(p)
+    p.add_argument("--precision", choices=["float32", "mixed_float16", "mixed_bfloat16"], default="float32",
+                   help="Keras mixed precision: mixed_float16 on GPUs (with loss scaling), mixed_bfloat16 on "
+                        "TPUs/recent CPUs (default: float32)")
+    p.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default="default",
+                   help="tf.distribute: mirrored = all of this host's GPUs, multiworker = several hosts, "
+                        "configured by TF_CONFIG (see the README's GPU recipe) (default: one device)")
     p.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default: the model's preset)")
-    p.add_argument("--batch-size", type=positive_int, default=None, help="images per batch (default: 32)")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="images per batch, each with 5 captions (default: 32 on shapes, 64 on COCO)")
+    p.add_argument("--learning-rate", type=positive_float, default=None,
+                   help="peak learning rate (default: the model's preset; COCO: warm-up then cosine decay)")
+    p.add_argument("--min-count", type=positive_int, default=None,
+                   help="words seen fewer times become <UNK> (default: 1 on shapes, 5 on COCO)")
+    p.add_argument("--num-layers", type=positive_int, default=1, help="stacked recurrent layers (rnn, lstm; default: 1)")
+    p.add_argument("--inject", choices=["init", "pre"], default="init",
+                   help="where the image enters an rnn/lstm: init = its first state (CS231n), pre = its first "
+                        "input word (Show and Tell) (default: init)")
+    p.add_argument("--monitor", choices=["val_loss", "val_cider"], default="val_loss",
+                   help="what best.keras and --patience go by (default: val_loss)")
+    p.add_argument("--patience", type=positive_int, default=None,
+                   help="stop after this many epochs without improvement (default: never)")
     p.add_argument("--out", default="runs/train", help="the run folder to write, new or empty (default: runs/train)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run in --out from its last checkpoint, with its settings")
     p.add_argument("--force", action="store_true", help="replace the run already in --out")
     p.add_argument("--small", action="store_true", help="a tiny, fast run (for CI and checks)")
 
-    p = command("evaluate", "score a saved model on a held-out split (prints the metrics JSON)", _evaluate)
+    p = command("features", "run a frozen backbone once over a COCO folder's images and cache its features "
+                "(resumable; `train` does it when needed)", _features)
+    data_arguments(p, data="coco")
+    p.add_argument("--small", action="store_true", help="only the images a --small training run uses")
+
+    p = command("evaluate", "score a saved model on a held-out split as papers do (BLEU-1..4, METEOR, ROUGE-L, "
+                "CIDEr-D) and write the COCO results file", _evaluate)
     p.add_argument("model_path", help="a model.keras written by `kcaption train` (vocab.json beside it)")
     p.add_argument("--data", choices=["shapes", "coco"], default="shapes", help="the dataset (default: shapes)")
     p.add_argument("--root", default=None, help="the COCO folder (with --data coco)")
+    p.add_argument("--karpathy", default=None, help="the Karpathy split file (default: ROOT/dataset_coco.json)")
     p.add_argument("--split", default=None,
                    help="the split to score: train, val or test for shapes (default: test; `train` and `demo` "
-                        "report val), a COCO split name for coco (default: val2014)")
-    p.add_argument("--out", default=None, help="also write the metrics JSON to this file")
+                        "report val); for coco a Karpathy split (test, val, ...; default: test) or an official "
+                        "one (val2014: the default without the Karpathy file)")
+    p.add_argument("--out", default=None,
+                   help="the folder for metrics.json and results.json (default: eval-DATA-SPLIT/ beside the model)")
 
     p = command("caption", "caption image files with a saved model (greedy decoding)", _caption)
     p.add_argument("model_path", help="a model.keras written by `kcaption train` (vocab.json beside it)")
@@ -273,12 +332,23 @@ def main(argv=None):
             raise
         print(error, file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"kcaption {args.command}: interrupted.", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        print(f"kcaption {args.command}: {interrupt or 'interrupted.'}", file=sys.stderr)
         return 130
     finally:
         warnings.formatwarning = default_format
 
 
+def entry():
+    """The `kcaption` script: `main`, then exit. After Ctrl-C it exits at once, without the interpreter's
+    teardown: TensorFlow's threads, stopped mid-step, have crashed it there (SIGSEGV, `free(): invalid next size`)."""
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -1,16 +1,19 @@
 """Training a captioner for real: `train`, `demo`, `evaluate`, `caption_images`.
 
 One code path for every captioner and both datasets: records -> vocabulary ->
-`make_dataset` -> `build_captioner` -> `compile` + `fit` -> greedy captions ->
-metrics and pictures in an output folder. A run folder holds:
+batches (pixels, or features cached by a frozen backbone) -> `build_captioner`
+-> `compile` + `fit` with the run's callbacks -> greedy captions -> metrics and
+pictures in the run folder (`kcaption.runs` lists what it holds, and how a
+finished run is told from a partial one).
 
-    model.keras        the trained model (reload with keras.models.load_model)
-    vocab.json         its vocabulary (Vocabulary.load)
-    loss_curve.png     train / val loss per epoch
-    samples.png        held-out images, generated vs reference captions
-    metrics.json       loss, token accuracy, BLEU-4, CIDEr-D, ROUGE-L on the held-out split
-                       (on shapes also: the share of captions that name exactly the right objects)
-    attention.png      attention models on shapes: where it looked for each word
+Two kinds of run, one command:
+- shapes (the default): the small CNN trained with the decoder, 64-px images
+  held in memory; a few CPU minutes.
+- COCO (`data="coco"`): a frozen ImageNet backbone at its native size runs
+  once over the images (`kcaption.data.features`), and the decoder trains on
+  its cached features, streamed from disk: ~10x faster per epoch than pixels
+  through the same backbone, and memory that does not grow with the dataset.
+  The saved model keeps the backbone in front, so it captions image files.
 
 The saved model remembers what it was trained on (`Captioner.trained_on`): the
 dataset, the image size and its vocabulary's fingerprint, so `load_run` refuses
@@ -24,6 +27,7 @@ argument) raise a `kcaption.errors.UsageError` before any work is done.
 import dataclasses
 import hashlib
 import json
+import shutil
 import sys
 import time
 import warnings
@@ -34,12 +38,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from kcaption import steps
+from kcaption import runs, steps
 from kcaption.data import Vocabulary, image_dataset, load_shapes, make_dataset
 from kcaption.data.shapes import SPLITS as SHAPES_SPLITS
 from kcaption.errors import InputError, KcaptionWarning, MissingFileError, UsageError
 
-# Per-model defaults: sized so that the demo runs in a few CPU minutes.
+# Per-model defaults on shapes: sized so that the demo runs in a few CPU minutes.
 PRESETS = {
     "rnn": {"epochs": 15, "embed_dim": 64, "hidden_dim": 128, "learning_rate": 3e-3},
     # The demo (~255-295 CPU s). c0 = h0: the image rides the cell's additive path (see CaptioningRNN).
@@ -48,9 +52,18 @@ PRESETS = {
     "attn": {"epochs": 15, "embed_dim": 64, "hidden_dim": 128, "learning_rate": 3e-3, "jit_compile": False},
     "transformer": {"epochs": 15, "embed_dim": 64, "hidden_dim": 128, "learning_rate": 2e-3},
 }
+# On COCO: the sizes of the seeds' decoders (CS231n: H = 512; Show, Attend and Tell: 512), a warm-up then
+# cosine decay from `learning_rate` (see kcaption.optim), 10 epochs (~4 on one GPU's hour with cached features).
+COCO_PRESETS = {
+    "rnn": {"epochs": 10, "embed_dim": 256, "hidden_dim": 512, "learning_rate": 1e-3},
+    "lstm": {"epochs": 10, "embed_dim": 256, "hidden_dim": 512, "learning_rate": 1e-3, "initial_cell": "h0"},
+    "attn": {"epochs": 10, "embed_dim": 256, "hidden_dim": 512, "learning_rate": 1e-3},
+    "transformer": {"epochs": 10, "embed_dim": 256, "hidden_dim": 1024, "learning_rate": 5e-4},
+}
 MODEL_KEYS = ("embed_dim", "hidden_dim", "initial_cell")  # the preset's captioner arguments
 SMALL = {"train": 120, "val": 24, "epochs": 2, "batch_size": 32}
 BATCH_SIZE = 32
+COCO_BATCH_SIZE = 64  # images per batch, each with 5 captions: 320 captions per step
 # The graded steps each command runs (decode_captions turns sampled ids into text).
 COMMON_STEPS = ["data.decode_captions", "embedding.forward", "loss.temporal_softmax", "captioner.sample"]
 REQUIRED_STEPS = {
@@ -66,10 +79,106 @@ REQUIRED_STEPS = {
 # reloaded model by calling it, so the forward pass is needed even where decoding does not use it.)
 SAMPLE_STEPS = {model: [s for s in ids if s != "loss.temporal_softmax"] for model, ids in REQUIRED_STEPS.items()}
 IMAGE_SIZE = 64
-MAX_LENGTH = 17  # ids per caption, <START> and <END> included
+NATIVE_SIZE = 224  # the keras.applications backbones' ImageNet size
+MAX_LENGTH = 17  # ids per caption, <START> and <END> included: at most 15 words
 IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")  # what the pipeline's tf.io.decode_image reads (Pillow's names)
-# What a run folder holds (`--force` replaces these, and only these).
-RUN_FILES = ("model.keras", "vocab.json", "loss_curve.png", "samples.png", "metrics.json", "attention.png")
+SAMPLES_SEEN = 64  # held-out images captioned after each epoch (SampleCaptions: val CIDEr-D)
+RUN_FILES = runs.RUN_FILES
+
+
+@dataclasses.dataclass
+class Settings:
+    """Every setting of a run, as config.json stores it (None: the default for the data, see `resolve`)."""
+
+    model: str = "lstm"
+    data: str = "shapes"
+    root: str | None = None
+    karpathy: str | None = None
+    backbone: str | None = None
+    weights: str | None = None
+    image_size: int | None = None
+    features: str | None = None
+    precision: str = "float32"
+    strategy: str = "default"
+    epochs: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    min_count: int | None = None
+    num_layers: int = 1
+    inject: str = "init"
+    monitor: str = "val_loss"
+    patience: int | None = None
+    small: bool = False
+
+    def resolve(self):
+        """The settings with every default filled in for the data and model (checked)."""
+        from kcaption.models.encoder import BACKBONES
+
+        if self.model not in PRESETS:
+            raise InputError(f"`model` must be one of {sorted(PRESETS)}. Received: model={self.model!r}")
+        _check_data(self.data, self.root)
+        _check_positive(epochs=self.epochs, batch_size=self.batch_size, image_size=self.image_size,
+                        min_count=self.min_count, num_layers=self.num_layers, patience=self.patience)
+        coco = self.data == "coco"
+        backbone = self.backbone or ("efficientnet_b0" if coco else "small_cnn")
+        if backbone != "small_cnn" and backbone not in BACKBONES:
+            raise InputError(
+                f"--backbone must be 'small_cnn' or one of {sorted(BACKBONES)}. Received: backbone={backbone!r}"
+            )
+        weights = self.weights or ("none" if backbone == "small_cnn" else "imagenet")
+        if weights not in ("imagenet", "none") or (backbone == "small_cnn" and weights != "none"):
+            raise InputError(
+                "--weights is 'imagenet' or 'none' for a keras.applications backbone ('none': random frozen "
+                f"weights, for tests); the small CNN trains from scratch. Received: weights={weights!r}, "
+                f"backbone={backbone!r}"
+            )
+        preset = (COCO_PRESETS if coco else PRESETS)[self.model]
+        features = self.features
+        if features is None and coco and backbone != "small_cnn":
+            features = str(Path(self.root) / "features")
+        if features == "none" or backbone == "small_cnn":
+            features = None
+        karpathy = self.karpathy
+        if karpathy is None and coco and (Path(self.root) / "dataset_coco.json").is_file():
+            karpathy = str(Path(self.root) / "dataset_coco.json")
+        if karpathy is not None and not coco:
+            raise InputError(f"--karpathy is a COCO split file, for --data coco only. Received: karpathy={karpathy!r}")
+        if karpathy is not None and not Path(karpathy).is_file():
+            raise MissingFileError(f"--karpathy {karpathy}: no such file; expected the Karpathy split dataset_coco.json.")
+        resolved = dataclasses.replace(
+            self,
+            root=None if self.root is None else str(self.root),
+            karpathy=karpathy,
+            backbone=backbone,
+            weights=weights,
+            image_size=self.image_size or (IMAGE_SIZE if backbone == "small_cnn" else NATIVE_SIZE),
+            features=features,
+            epochs=self.epochs or (SMALL["epochs"] if self.small else preset["epochs"]),
+            batch_size=self.batch_size or (SMALL["batch_size"] if self.small else COCO_BATCH_SIZE if coco else BATCH_SIZE),
+            learning_rate=self.learning_rate or preset["learning_rate"],
+            min_count=self.min_count or (5 if coco and not self.small else 1),
+        )
+        _check_choice("precision", resolved.precision, ("float32", "mixed_float16", "mixed_bfloat16"))
+        _check_choice("strategy", resolved.strategy, ("default", "mirrored", "multiworker"))
+        _check_choice("monitor", resolved.monitor, ("val_loss", "val_cider"))
+        _check_choice("inject", resolved.inject, ("init", "pre"))
+        return resolved
+
+    @property
+    def preset(self):
+        return (COCO_PRESETS if self.data == "coco" else PRESETS)[self.model]
+
+    @property
+    def kind(self):
+        """The features the captioner reads: "pooled" (rnn, lstm) or "spatial" (attn, transformer)."""
+        from kcaption.models import POOLED
+
+        return "pooled" if self.model in POOLED else "spatial"
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise InputError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}. Received: {name}={value!r}")
 
 
 @dataclasses.dataclass
@@ -81,17 +190,24 @@ class Splits:
     held_out: str = "val"
 
 
-def load_splits(data="shapes", root=None, small=False, image_size=IMAGE_SIZE):
-    """Train and held-out records of `data` ("shapes", or "coco" read from `root`: train2014 and val2014)."""
+def load_splits(data="shapes", root=None, small=False, image_size=IMAGE_SIZE, karpathy=None):
+    """Train and held-out records of `data` ("shapes", or "coco" read from `root`).
+
+    COCO: the Karpathy split when `karpathy` names its file (train = train +
+    restval, 113k images; held out: val, 5k), else the official train2014 / val2014.
+    """
     _check_data(data, root)
     if data == "shapes":
         n_train, n_val = (SMALL["train"], SMALL["val"]) if small else (None, None)
         return Splits(load_shapes("train", n=n_train, image_size=image_size), load_shapes("val", n=n_val, image_size=image_size))
-    train = _read_coco(root, "train2014")
-    val = _read_coco(root, "val2014")
+    if karpathy is not None:
+        train = _read_coco(root, karpathy=karpathy, karpathy_split="train+restval")
+        val, held_out = _read_coco(root, karpathy=karpathy, karpathy_split="val"), "karpathy val"
+    else:
+        train, val, held_out = _read_coco(root, "train2014"), _read_coco(root, "val2014"), "val2014"
     if small:
         train, val = train[: SMALL["train"]], val[: SMALL["val"]]
-    return Splits(train, val, held_out="val2014")
+    return Splits(train, val, held_out=held_out)
 
 
 def _check_data(data, root):
@@ -105,19 +221,19 @@ def _check_data(data, root):
         raise InputError(f"--root is the COCO folder, for --data coco only; the shapes data is built in. Received: root={root!r}")
 
 
-def _read_coco(root, split):
+def _read_coco(root, split=None, karpathy=None, karpathy_split=None):
     """read_coco's records, with its messages about the folder raised as a UsageError."""
     from kcaption.data import read_coco
 
     try:
-        records, report = read_coco(root, split)
+        records, report = read_coco(root, split, karpathy_split=karpathy_split, karpathy_file=karpathy)
     except FileNotFoundError as error:
         raise MissingFileError(str(error)) from error
     except ValueError as error:
         raise InputError(str(error)) from error
-    print(f"COCO {split}: {report}")
+    print(f"COCO {karpathy_split or split}: {report}")
     if not records:
-        raise InputError(f"{root}: the COCO split {split} has no usable image ({report}).")
+        raise InputError(f"{root}: the COCO split {karpathy_split or split} has no usable image ({report}).")
     return records
 
 
@@ -137,68 +253,68 @@ def fit_verbosity(stream=None):
     return 1 if stream.isatty() else 2
 
 
-def check_run_folder(out, force=False):
-    """Refuse an output folder that is a file, or that holds files, before any work is done.
+def check_run_folder(out, force=False, resume=False):
+    """Refuse an output folder before any work is done (see `kcaption.runs.check_out`)."""
+    runs.check_out(out, force=force, resume=resume)
+
+
+def compile_captioner(model, learning_rate=2e-3, jit_compile=True, steps_per_execution=1, optimizer=None):
+    """Adam, the temporal softmax loss and token accuracy.
 
     Args:
-        out: the run folder to write.
-        force: a folder holding an earlier run's files (`RUN_FILES`, nothing
-            else) may be replaced.
+        learning_rate: Adam's constant rate (with gradients clipped to norm 5).
+        jit_compile: XLA-compiled steps.
+        steps_per_execution: training steps per call into the compiled graph
+            (fewer Python round trips: it matters on a GPU, where a step is short).
+        optimizer: another optimizer instead (e.g. `kcaption.optim.make_optimizer`'s schedule).
     """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file; expected a folder to write the run into. Pick another --out.")
-    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
-    if not held:
-        return
-    if not force:
-        raise InputError(
-            f"--out {out} already holds files ({_some(held)}); pass --force to replace that run, "
-            "or pick another --out."
-        )
-    others = [name for name in held if name not in RUN_FILES]
-    if others:
-        raise InputError(
-            f"--out {out} holds files that are not a run's ({_some(others)}); --force replaces a run folder "
-            "only. Pick another --out."
-        )
-
-
-def _some(names, shown=3):
-    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
-
-
-def compile_captioner(model, learning_rate=2e-3, jit_compile=True):
-    """Adam, the temporal softmax loss and token accuracy; XLA-compiled steps (`jit_compile`)."""
     from kcaption.losses import TemporalSoftmaxLoss
     from kcaption.metrics import MaskedTokenAccuracy
 
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate, clipnorm=5.0),
+        optimizer=optimizer or keras.optimizers.Adam(learning_rate, clipnorm=5.0),
         loss=TemporalSoftmaxLoss(),
         metrics=[MaskedTokenAccuracy()],
         jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
     )
     return model
 
 
-def generate(model, records, vocab, batch_size=64, image_size=IMAGE_SIZE, max_length=MAX_LENGTH - 1):
-    """Greedy captions (str) for `records`' images, in order."""
+def generate(model, records, vocab, batch_size=64, image_size=IMAGE_SIZE, max_length=MAX_LENGTH - 1, inputs=None):
+    """Greedy captions (str) for `records`' images, in order.
+
+    Args:
+        inputs: a dataset of what `model.sample` takes, batched in record order
+            (e.g. cached features); default: the records' images.
+    """
+    if inputs is None:
+        inputs = image_dataset(records, batch_size=batch_size, image_size=image_size)
     captions = []
-    for images in image_dataset(records, batch_size=batch_size, image_size=image_size):
-        ids = model.sample(images, max_length=max_length)
+    for batch in inputs:
+        ids = model.sample(batch, max_length=max_length)
         captions += [vocab.decode(row) for row in np.asarray(ids)]
     return captions
 
 
-def score(model, records, vocab, batch_size=64, image_size=IMAGE_SIZE):
-    """Metrics on held-out `records`: loss, token accuracy (teacher forcing), caption scores."""
+def score(model, records, vocab, batch_size=64, image_size=IMAGE_SIZE, data=None, inputs=None, java=False):
+    """Metrics on held-out `records`: loss, token accuracy (teacher forcing), caption scores.
+
+    Args:
+        data: the teacher-forcing dataset of `records` (default: their images, see make_dataset).
+        inputs: what `generate` decodes (default: their images).
+        java: the Java tools (the PTB tokenizer, METEOR; ~10 s of start-up): used on COCO,
+            whose captions have punctuation; shapes captions have none, so the Python
+            tokenizer gives the same scores there.
+    """
     from kcaption.metrics import caption_scores, object_scores
 
-    ds = make_dataset(records, vocab, batch_size=batch_size, image_size=image_size, max_length=MAX_LENGTH, too_long="skip")
-    loss, accuracy = model.evaluate(ds, verbose=0)
-    generated = generate(model, records, vocab, batch_size, image_size)
-    scores = caption_scores([r.captions for r in records], generated)
+    if data is None:
+        data = make_dataset(records, vocab, batch_size=batch_size, image_size=image_size, max_length=MAX_LENGTH,
+                            too_long="skip")
+    loss, accuracy = model.evaluate(data, verbose=0)
+    generated = generate(model, records, vocab, batch_size, image_size, inputs=inputs)
+    scores = caption_scores([r.captions for r in records], generated, java=java)
     if all(r.objects is not None for r in records):  # shapes: did it name the right objects?
         scores.update(object_scores([r.objects for r in records], generated))
     return {"loss": float(loss), "token_accuracy": float(accuracy), **scores, "images": len(records)}, generated
@@ -206,102 +322,279 @@ def score(model, records, vocab, batch_size=64, image_size=IMAGE_SIZE):
 
 def train(
     model="lstm", data="shapes", root=None, epochs=None, out="runs/train", batch_size=None, small=False,
-    verbose=None, force=False,
+    verbose=None, force=False, resume=False, **options,
 ):
-    """Train a captioner and write the run folder (see the module docstring).
+    """Train a captioner and write the run folder (see `kcaption.runs`).
 
     Args:
         model: a name of `kcaption.models.CAPTIONERS`.
         data: "shapes" or "coco".
         root: the COCO folder (with data="coco").
         epochs: default: the model's preset (2 with `small`).
-        out: the output folder: new, empty, or (with `force`) an earlier run's.
-        batch_size: default 32.
+        out: the run folder: new, empty, or (with `force`) an earlier run's, or
+            (with `resume`) an interrupted run's.
+        batch_size: images per batch; default 32 on shapes, 64 on COCO.
         small: a tiny, fast run (for CI and checks).
         verbose: Keras's fit verbosity; default: a progress bar on a terminal,
             one line per epoch otherwise (a log file).
         force: replace the run already in `out`.
+        resume: continue the interrupted run in `out` with its own settings
+            (config.json) and vocabulary, from its last backup; `epochs` may be
+            raised. Other settings given that differ from the run's are refused.
+        **options: the other `Settings` (karpathy, backbone, weights,
+            image_size, features, precision, strategy, learning_rate,
+            min_count, num_layers, inject, monitor, patience).
 
     Returns:
         A dict: the metrics, and the paths written ("paths").
     """
+    unknown = sorted(set(options) - {f.name for f in dataclasses.fields(Settings)})
+    if unknown:
+        raise TypeError(f"train() got unexpected keyword arguments: {', '.join(unknown)}")
+    given = Settings(model=model, data=data, root=root, epochs=epochs, batch_size=batch_size, small=small, **options)
+    check_run_folder(out, force, resume)
+    settings = _resumed_settings(out, given) if resume else given.resolve()
+    steps.require(REQUIRED_STEPS[settings.model], f"kcaption train --model {settings.model}")
+    verbose = fit_verbosity() if verbose is None else verbose
+    from kcaption.distribute import get_strategy, is_chief, set_precision, worker_path
+
+    strategy = get_strategy(settings.strategy)
+    # A multi-worker run's other workers write a run of their own beside it (TensorFlow's guide), deleted after.
+    mine = runs.prepare(worker_path(out, strategy), force)
+    previous = keras.config.dtype_policy()
+    set_precision(settings.precision)
+    try:
+        return _train(settings, mine, strategy, verbose, resume)
+    finally:
+        keras.config.set_dtype_policy(previous)
+        if not is_chief(strategy):
+            shutil.rmtree(mine.parent, ignore_errors=True)
+
+
+def _resumed_settings(out, given):
+    """The run's own settings, with `epochs` from `given` when set; other settings given must agree."""
+    stored = runs.read_config(out)
+    defaults = dataclasses.asdict(Settings())
+    conflicts = [
+        f"{name}={value!r} (the run's: {stored.get(name)!r})"
+        for name, value in dataclasses.asdict(given).items()
+        if name != "epochs" and value != defaults[name] and value != stored.get(name)
+    ]
+    if conflicts:
+        raise InputError(
+            f"--resume continues {out} with its own settings ({Path(out) / runs.CONFIG}); these differ: "
+            + ", ".join(conflicts) + ". Drop them, or start a new run with --force or another --out."
+        )
+    settings = Settings(**{**stored, "epochs": given.epochs or stored["epochs"]})
+    return settings.resolve()
+
+
+def _train(settings, out, strategy, verbose, resume):
+    from kcaption.callbacks import SampleCaptions, read_history, run_callbacks
+    from kcaption.data.records import drop_long_captions
+    from kcaption.metrics import coco_results, format_scores
     from kcaption.models import build_captioner
     from kcaption.viz import caption_grid, objects_right, plot_loss_curves
 
-    if model not in PRESETS:
-        raise InputError(f"`model` must be one of {sorted(PRESETS)}. Received: model={model!r}")
-    _check_positive(epochs=epochs, batch_size=batch_size)
-    _check_data(data, root)
-    check_run_folder(out, force)
-    steps.require(REQUIRED_STEPS[model], f"kcaption train --model {model}")
-    preset = PRESETS[model]
-    epochs = epochs or (SMALL["epochs"] if small else preset["epochs"])
-    batch_size = batch_size or (SMALL["batch_size"] if small else BATCH_SIZE)
-    verbose = fit_verbosity() if verbose is None else verbose
-
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(f"--out {out}: cannot create the folder ({error.strerror}). Pick another --out.") from None
-    for name in RUN_FILES:  # an earlier run's (check_run_folder allowed it)
-        (out / name).unlink(missing_ok=True)
-    splits = load_splits(data, root, small)
-    vocab = Vocabulary.build(c for r in splits.train for c in r.captions)
-    common = {"batch_size": batch_size, "image_size": IMAGE_SIZE, "max_length": MAX_LENGTH, "too_long": "skip"}
+    splits = load_splits(settings.data, settings.root, settings.small, settings.image_size, settings.karpathy)
+    train_records, dropped = drop_long_captions(splits.train, MAX_LENGTH)
+    if dropped.too_long:
+        print(f"Captions: {dropped}. Left out, they add no words to the vocabulary.")
+    vocab_path = out / "vocab.json"
+    if resume:
+        vocab = Vocabulary.load(vocab_path)
+    else:
+        vocab = Vocabulary.build((c for r in train_records for c in r.captions), min_count=settings.min_count)
+        vocab.save(vocab_path)
+        runs.write_config(out, dataclasses.asdict(settings))
+    common = {"batch_size": settings.batch_size, "max_length": MAX_LENGTH, "too_long": "skip"}
     # Each image once per epoch with 5 of its captions: the model encodes it once for all of them.
-    train_ds = make_dataset(splits.train, vocab, shuffle=True, cache="memory", captions="grouped", **common)
-    val_ds = make_dataset(splits.val, vocab, cache="memory", **common)
-
-    trained_on = {"model": model, "data": data, "image_size": IMAGE_SIZE, "vocabulary": fingerprint(vocab)}
-    captioner = build_captioner(
-        model, len(vocab), image_size=IMAGE_SIZE, trained_on=trained_on,
-        **{key: preset[key] for key in MODEL_KEYS if key in preset},
-    )
-    # XLA costs ~30 s of compiling up front and then runs each step ~2x faster on a CPU.
-    compile_captioner(captioner, preset["learning_rate"], jit_compile=preset.get("jit_compile", True) and not small)
-    print(f"Training {model} on {data}: {len(splits.train)} images, vocabulary of {len(vocab)}, {epochs} epochs.")
-    start = time.perf_counter()
-    history = captioner.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose)
-    seconds = time.perf_counter() - start
-
-    metrics, generated = score(captioner, splits.val, vocab, batch_size)
-    metrics.update({"model": model, "data": data, "split": splits.held_out, "epochs": epochs,
-                    "train_seconds": round(seconds, 1)})
-    metrics["samples"] = generated[:8]  # the first held-out images' captions
-    paths = {
-        "model": out / "model.keras",
-        "vocab": out / "vocab.json",
-        "loss_curve": out / "loss_curve.png",
-        "samples": out / "samples.png",
-        "metrics": out / "metrics.json",
+    inputs = _inputs(settings, out, train_records, splits.val, vocab, common)
+    trained_on = {
+        "model": settings.model, "data": settings.data, "image_size": settings.image_size,
+        "backbone": settings.backbone, "weights": settings.weights, "vocabulary": fingerprint(vocab),
     }
-    captioner.save(paths["model"])
-    vocab.save(paths["vocab"])
-    plot_loss_curves(history, paths["loss_curve"], title=f"{model} on {data}")
+    preset = settings.preset
+    with strategy.scope():
+        # A store of its own, made in the scope: its encoder's variables are then the strategy's.
+        encoder = _store(settings).encoder() if inputs.store is not None else None
+        captioner = build_captioner(
+            settings.model, len(vocab), backbone=settings.backbone, image_size=settings.image_size,
+            encoder=encoder, trained_on=trained_on, **_model_arguments(settings),
+        )
+        # XLA costs ~30 s of compiling up front and then runs each step ~2x faster on a CPU.
+        jit = preset.get("jit_compile", True) and not settings.small
+        compile_captioner(captioner, settings.learning_rate, jit_compile=jit,
+                          optimizer=_optimizer(settings, len(train_records)))
+        captioner(next(iter(inputs.val))[0])  # built before fit: BackupAndRestore loads into it
+    samples = SampleCaptions(inputs.samples, [r.captions for r in splits.val[:SAMPLES_SEEN]], vocab,
+                             log_dir=out / "logs")
+    callbacks = run_callbacks(out, samples, monitor=settings.monitor, patience=settings.patience)
+    where = "cached features" if inputs.store is not None else "images"
+    print(
+        f"Training {settings.model} on {settings.data} ({where}, {settings.backbone} {settings.image_size} px): "
+        f"{len(train_records)} images, vocabulary of {len(vocab)}, {settings.epochs} epochs"
+        + (f", resuming {out}." if resume else ".")
+    )
+    start = time.perf_counter()
+    try:
+        captioner.fit(inputs.train, validation_data=inputs.val, epochs=settings.epochs, verbose=verbose,
+                      callbacks=callbacks)
+    except KeyboardInterrupt:
+        from kcaption.errors import Interrupted
+
+        raise Interrupted(_interrupted_message(out)) from None
+    seconds = time.perf_counter() - start
+    history = read_history(out)
+    epochs_run = len(history.get("loss", []))
+
+    metrics, generated = score(captioner, splits.val, vocab, settings.batch_size, settings.image_size,
+                               data=inputs.val, inputs=inputs.decode, java=settings.data == "coco" and not settings.small)
+    metrics.update({"model": settings.model, "data": settings.data, "split": splits.held_out,
+                    "epochs": settings.epochs, "epochs_run": epochs_run, "train_seconds": round(seconds, 1)})
+    metrics["samples"] = generated[:8]  # the first held-out images' captions
+    paths = {name: out / f"{name}.{ext}" for name, ext in
+             [("model", "keras"), ("vocab", "json"), ("loss_curve", "png"), ("samples", "png"),
+              ("results", "json"), ("metrics", "json")]}
+    captioner.save(paths["model"])  # on every worker (saving is collective), each into its own folder
+    paths["results"].write_text(json.dumps(coco_results([r.image_id for r in splits.val], generated)))
+    plot_loss_curves(history, paths["loss_curve"], title=f"{settings.model} on {settings.data}")
     shown = splits.val[:12]
     caption_grid(
-        np.stack([r.load_image() for r in shown]), generated[:12], [r.captions for r in shown],
-        paths["samples"], title=f"held-out {data} images: generated vs reference",
+        _thumbnails(shown, settings.image_size), generated[:12], [r.captions for r in shown],
+        paths["samples"], title=f"held-out {settings.data} images: generated vs reference",
         correct=objects_right(shown, generated[:12]),  # shapes: names exactly its coloured shapes?
     )
-    if model in ("attn", "transformer") and data == "shapes":
+    if settings.model in ("attn", "transformer") and settings.data == "shapes" and inputs.store is None:
         from kcaption.localization import attention_report
 
         # Where it looked for each colour/shape word, against the objects' boxes (and chance).
         paths["attention"] = out / "attention.png"
-        metrics["localization"] = attention_report(captioner, splits.val, vocab, paths["attention"], IMAGE_SIZE)
+        metrics["localization"] = attention_report(captioner, splits.val, vocab, paths["attention"],
+                                                   settings.image_size)
     metrics["paths"] = {k: str(v) for k, v in paths.items()}
     paths["metrics"].write_text(json.dumps(metrics, indent=2))
+    runs.finish(out, epochs_run)
     objects = f", objects right {metrics['objects_exact']:.0%}" if "objects_exact" in metrics else ""
     print(
-        f"Done in {seconds:.0f} s. Held-out ({splits.held_out}, {metrics['images']} images): loss "
-        f"{metrics['loss']:.3f}, token accuracy {metrics['token_accuracy']:.3f}, BLEU-4 {metrics['bleu4']:.3f}, "
-        f"CIDEr-D {metrics['cider']:.3f}{objects}."
+        f"Done in {seconds:.0f} s ({epochs_run} epochs). Held-out ({splits.held_out}, {metrics['images']} images): "
+        f"loss {metrics['loss']:.3f}, token accuracy {metrics['token_accuracy']:.3f}{objects}."
     )
+    print(format_scores(metrics))
     for name, path in paths.items():
         print(f"  {name:<11} {path}")
     return metrics
+
+
+def _model_arguments(settings):
+    preset = settings.preset
+    arguments = {key: preset[key] for key in MODEL_KEYS if key in preset}
+    if settings.model in ("rnn", "lstm"):
+        arguments.update(num_layers=settings.num_layers, inject=settings.inject)
+    elif settings.num_layers != 1 or settings.inject != "init":
+        raise InputError(
+            "--num-layers and --inject shape the recurrent decoders (rnn, lstm). "
+            f"Received: model={settings.model!r}, num_layers={settings.num_layers}, inject={settings.inject!r}"
+        )
+    return arguments
+
+
+def _optimizer(settings, n_train):
+    """None (compile_captioner's constant rate) on shapes, as the demo's figures were measured; on COCO,
+    a warm-up over the first epoch then cosine decay (kcaption.optim)."""
+    if settings.data == "shapes" or settings.epochs < 2:
+        return None
+    from kcaption.optim import make_optimizer
+
+    return make_optimizer(settings.learning_rate, -(-n_train // settings.batch_size), settings.epochs)
+
+
+@dataclasses.dataclass
+class _Inputs:
+    train: object  # grouped training batches
+    val: object  # plain held-out batches, for the loss
+    decode: object  # held-out inputs in record order, for the captions (None: the images)
+    samples: object  # one batch of the first held-out inputs, for SampleCaptions
+    store: object = None  # the FeatureStore, when training on cached features
+
+
+def _inputs(settings, out, train_records, val_records, vocab, common):
+    """The run's datasets: images (shapes, or a trainable backbone) or a frozen backbone's cached features."""
+    if settings.features is None:
+        size = {"image_size": settings.image_size}
+        cache = "memory" if settings.data == "shapes" else None  # COCO streams from disk
+        train = make_dataset(train_records, vocab, shuffle=True, cache=cache, captions="grouped", **size, **common)
+        val = make_dataset(val_records, vocab, cache=cache, **size, **common)
+        samples = next(iter(image_dataset(val_records[:SAMPLES_SEEN], batch_size=SAMPLES_SEEN, **size)))
+        return _Inputs(train, val, None, samples)
+    from kcaption.data.features import feature_dataset
+
+    store = _store(settings)
+    train_cache = store.extract(train_records, _cache_split(settings, "train"))
+    val_cache = store.extract(val_records, _cache_split(settings, "val"))
+    kind = settings.kind
+    train = feature_dataset(train_cache, train_records, vocab, kind=kind, captions="grouped", shuffle=True, **common)
+    val = feature_dataset(val_cache, val_records, vocab, kind=kind, captions="all", **common)
+    decode = val_cache.batches(kind, batch_size=settings.batch_size)
+    samples = next(iter(val_cache.batches(kind, batch_size=SAMPLES_SEEN)))
+    return _Inputs(train, val, decode, samples, store)
+
+
+def _store(settings):
+    """The `FeatureStore` of the run's frozen backbone."""
+    from kcaption.data.features import FeatureStore
+
+    weights = None if settings.weights == "none" else settings.weights
+    return FeatureStore(settings.features, backbone=settings.backbone, weights=weights, image_size=settings.image_size)
+
+
+def _cache_split(settings, which):
+    """The feature cache's name for a split: the Karpathy or official split, and `small` runs apart."""
+    return ("karpathy-" if settings.karpathy else "") + which + ("-small" if settings.small else "")
+
+
+def build_features(data="coco", root=None, small=False, **options):
+    """Run a frozen backbone once over the train and val images and cache its features (see `kcaption.data.features`).
+
+    What `train` does first when it needs them, on its own: an interrupted
+    extraction continues where it stopped; a complete cache is left as it is.
+
+    Args:
+        data, root, small: as for `train`.
+        **options: karpathy, backbone, weights, image_size, features (see `Settings`).
+
+    Returns:
+        {split: FeatureCache}.
+    """
+    settings = Settings(data=data, root=root, small=small, **options).resolve()
+    if settings.features is None:
+        raise InputError(
+            f"the {settings.backbone} encoder trains with the decoder: it has no fixed features to cache. "
+            "Pick a keras.applications --backbone (and --features DIR for the shapes data)."
+        )
+    from kcaption.data.records import drop_long_captions
+
+    splits = load_splits(settings.data, settings.root, settings.small, settings.image_size, settings.karpathy)
+    store = _store(settings)
+    caches = {}
+    # The images `train` trains on: an image whose captions are all too long is not one of them.
+    for which, records in [("train", drop_long_captions(splits.train, MAX_LENGTH)[0]), ("val", splits.val)]:
+        caches[which] = store.extract(records, _cache_split(settings, which))
+        print(f"{which}: {len(records)} images' features in {caches[which].path}")
+    return caches
+
+
+def _thumbnails(records, image_size):
+    """uint8 (N, S, S, 3) images of `records`, resized as the model saw them (for the samples picture)."""
+    batch = next(iter(image_dataset(records, batch_size=len(records), image_size=image_size)))
+    return np.round(np.asarray(batch) * 255).astype(np.uint8)
+
+
+def _interrupted_message(out):
+    backup = Path(out) / runs.BACKUP
+    where = (f"the last checkpoint (end of an epoch) is in {backup}" if backup.is_dir()
+             else "no epoch had finished, so there is no checkpoint yet")
+    return f"interrupted; {where}. Resume with: kcaption train --out {out} --resume"
 
 
 def demo(model="lstm", out="runs/demo", epochs=None, small=False, force=False, verbose=None):
@@ -443,38 +736,74 @@ def _first_line(error):
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
-def evaluate(model_path, data="shapes", root=None, split=None, out=None):
-    """Score a saved model on a held-out split; print (and write to `out`) the metrics JSON.
+def evaluate(model_path, data="shapes", root=None, split=None, out=None, karpathy=None):
+    """Score a saved model on a held-out split, as papers report it; print the table, write the files.
+
+    Writes `out`/metrics.json (the scores: BLEU-1..4, METEOR, ROUGE-L, CIDEr-D;
+    loss and token accuracy; on shapes, objects right) and `out`/results.json
+    (the captions as a COCO results file, `[{"image_id", "caption"}]`, what the
+    official evaluation server takes).
 
     Args:
         model_path: a model.keras written by `kcaption train`.
         data: "shapes" or "coco".
         root: the COCO folder (with data="coco").
-        split: default "test" for shapes (one of "train", "val", "test"; `kcaption
-            train` reports on "val"), "val2014" for COCO.
-        out: a JSON file to write the metrics to (replaced if it exists).
+        split: shapes: "train", "val" or "test" (default: test; `kcaption train`
+            reports on val). COCO: a Karpathy split ("test", "val", "train",
+            "restval"; default: test when the Karpathy file is there) or an
+            official one ("val2014", the default otherwise).
+        out: the folder to write (default: beside the model, eval-<data>-<split>/).
+        karpathy: the Karpathy split file (default: ROOT/dataset_coco.json).
     """
+    from kcaption.data.coco import KARPATHY_SPLITS
+    from kcaption.metrics import coco_results, format_scores
+
     _check_data(data, root)
-    split = split or ("test" if data == "shapes" else "val2014")
+    if data == "coco":
+        karpathy = karpathy or (str(Path(root) / "dataset_coco.json") if (Path(root) / "dataset_coco.json").is_file()
+                                else None)
+    split = split or ("test" if data == "shapes" or karpathy else "val2014")
     if data == "shapes" and split not in SHAPES_SPLITS:
         raise InputError(f"--split must be one of {sorted(SHAPES_SPLITS)} for the shapes data. Received: split={split!r}")
-    if out is not None and Path(out).is_dir():
-        raise InputError(f"--out {out} is a folder; expected the path of a JSON file to write the metrics to.")
-    if out is not None and not Path(out).resolve().parent.is_dir():
-        raise MissingFileError(f"--out {out}: no folder {Path(out).parent} to write it in; create it first.")
+    if data == "coco" and split in KARPATHY_SPLITS and karpathy is None:
+        raise MissingFileError(f"--split {split} is a Karpathy split, and {Path(root) / 'dataset_coco.json'} is "
+                               "not there; pass --karpathy FILE, or an official split such as val2014.")
     run = inspect_run(model_path)
+    out = Path(out) if out is not None else run.model_path.parent / f"eval-{data}-{split}"
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; expected a folder to write metrics.json and results.json into.")
     steps.require(REQUIRED_STEPS[run.model], f"kcaption evaluate with a saved {run.model} model")
+    _warn_if_partial(run)
     vocab = _load_vocabulary(run)
-    records = load_shapes(split, image_size=run.image_size) if data == "shapes" else _read_coco(root, split)
+    if data == "shapes":
+        records = load_shapes(split, image_size=run.image_size)
+    elif split in KARPATHY_SPLITS:
+        records = _read_coco(root, karpathy=karpathy, karpathy_split=split)
+    else:
+        records = _read_coco(root, split)
     model = _load_model(run)
     compile_captioner(model)
-    metrics, _ = score(model, records, vocab, image_size=run.image_size)
+    metrics, generated = score(model, records, vocab, image_size=run.image_size, java=data == "coco")
     metrics.update({"data": data, "split": split})
-    text = json.dumps(metrics, indent=2)
-    print(text)
-    if out is not None:
-        Path(out).write_text(text)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (out / "results.json").write_text(json.dumps(coco_results([r.image_id for r in records], generated)))
+    print(f"{run.model_path} on {data} {split} ({len(records)} images):")
+    print(format_scores(metrics))
+    print(f"Wrote {out / 'metrics.json'} and {out / 'results.json'} (a COCO results file).")
     return metrics
+
+
+def _warn_if_partial(run):
+    """A model from a run folder whose run did not finish: say so (best.keras of an interrupted run)."""
+    folder = run.model_path.parent
+    if runs.state(folder) == "partial":
+        warnings.warn(
+            f"{run.model_path} is from an unfinished run ({folder} has no {runs.MARKER}): it was interrupted or "
+            f"is still training. Resume it with `kcaption train --out {folder} --resume`.",
+            KcaptionWarning,
+            stacklevel=3,
+        )
 
 
 def caption_images(model_path, images):
@@ -500,6 +829,7 @@ def caption_images(model_path, images):
     if run.image_size is None:
         raise InputError(f"{run.model_path} was trained on precomputed features; it cannot caption image files.")
     steps.require(SAMPLE_STEPS[run.model], f"kcaption caption with a saved {run.model} model")
+    _warn_if_partial(run)
     vocab = _load_vocabulary(run)
     decoded = {}
     for path in images:
