@@ -144,9 +144,10 @@ class CaptioningRNN(Captioner):
         if inject == "pre":
             # The image as a word vector (N, D), batch-normalised as in the NCTU lab's encoder
             # (PyTorch's BatchNorm1d(momentum=0.01, eps=1e-5) is Keras's momentum=0.99, epsilon=1e-5).
+            # Under tf.distribute, `kcaption.distribute.synchronize_batch_norm` makes it use the global batch.
+            norm = keras.layers.BatchNormalization(epsilon=1e-5, name="norm")
             self.feature_projection = keras.Sequential(
-                [keras.layers.Dense(embed_dim, name="dense"), keras.layers.BatchNormalization(epsilon=1e-5, name="norm")],
-                name="feature_projection",
+                [keras.layers.Dense(embed_dim, name="dense"), norm], name="feature_projection"
             )
         else:
             self.feature_projection = keras.layers.Dense(num_layers * hidden_dim, name="feature_projection")
