@@ -41,10 +41,10 @@ class CaptioningRNN(Captioner):
     Stacked layers (`num_layers`): the cells run one above the other at every
     step (`keras.layers.RNN` over a list of cells), layer l + 1 reading layer
     l's h; the top layer's h is scored. With "init", one projection gives
-    num_layers * H values, split into one h0 per layer (layer 1 first), so each
-    layer starts where its own role needs, not all from the same vector; with
-    one layer this is today's projection. With "pre" every layer starts from
-    zeros and the image step sets them all.
+    num_layers * H values, split into one h0 per layer (the bottom layer's
+    first), so that the layers, which play different roles, need not start
+    from the same vector; with one layer this is the plain projection to H.
+    With "pre" every layer starts from zeros and the image step sets them all.
 
     Why `initial_cell="h0"`: with c0 = 0 the image reaches the LSTM's memory only
     through the first step's gated, tanh-squashed write, c1 = i * g. With c0 = h0
