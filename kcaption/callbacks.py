@@ -67,6 +67,38 @@ class SampleCaptions(keras.callbacks.Callback):
         self._writer.flush()
 
 
+class Backup(keras.callbacks.BackupAndRestore):
+    """Keras's `BackupAndRestore`, keeping the two last backups, for runs killed while writing one.
+
+    A SIGKILL (or a full disk) during a save leaves a backup that does not read
+    back ("bad object header version number"): the previous one is then
+    restored (Keras's `double_checkpoint`). When there is none (killed during
+    the first epoch's backup), the run starts over from epoch 1, with a
+    warning, rather than stopping.
+    """
+
+    def __init__(self, backup_dir, save_freq="epoch"):
+        super().__init__(backup_dir, save_freq=save_freq, double_checkpoint=True)
+
+    def on_train_begin(self, logs=None):
+        import shutil
+        import warnings
+
+        from kcaption.errors import KcaptionWarning
+
+        try:
+            super().on_train_begin(logs)
+        except (OSError, ValueError, KeyError) as error:
+            warnings.warn(
+                f"{self.backup_dir}: the backup was cut off while being written ({error}), and there is no "
+                "earlier one: training starts over from epoch 1.",
+                KcaptionWarning,
+                stacklevel=2,
+            )
+            shutil.rmtree(self.backup_dir, ignore_errors=True)
+            self.model._initial_epoch = 0
+
+
 def run_callbacks(out, samples=None, monitor="val_loss", patience=None, backup_every=None):
     """The callbacks of a run in folder `out` (see `kcaption.runs` for what each writes).
 
@@ -92,7 +124,7 @@ def run_callbacks(out, samples=None, monitor="val_loss", patience=None, backup_e
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
         keras.callbacks.ModelCheckpoint(str(out / "best.keras"), monitor=monitor, mode=mode, save_best_only=True),
         keras.callbacks.TensorBoard(str(out / "logs"), write_graph=False, profile_batch=0),
-        keras.callbacks.BackupAndRestore(str(out / runs.BACKUP), save_freq=backup_every or "epoch"),
+        Backup(str(out / runs.BACKUP), save_freq=backup_every or "epoch"),
     ]
     if patience is not None:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience))

@@ -77,7 +77,10 @@ def _caption(args):
 def _export_shapes(args):
     from kcaption.data.coco import export_shapes
 
-    export_shapes(args.dir, n=args.n, split=args.split, seed=args.seed, image_size=args.image_size)
+    export_shapes(args.dir, n=args.n, split=args.split, seed=args.seed, image_size=args.image_size,
+                  n_val=args.val, n_test=args.test, force=args.force)
+    print(f"Wrote {args.dir}: a COCO-format folder of shapes images "
+          f"(train with: kcaption train --data coco --root {args.dir}).")
 
 
 def _download_coco(args):
@@ -256,10 +259,16 @@ def build_parser():
     p.add_argument("model_path", help="a model.keras written by `kcaption train` (vocab.json beside it)")
     p.add_argument("images", nargs="+", help="image files (JPEG, PNG, GIF, BMP, WebP)")
 
-    p = command("export-shapes", "write a shapes split as a COCO-format folder", _export_shapes)
-    p.add_argument("dir", help="the folder to write (DIR/<split>/*.jpg and DIR/annotations/)")
-    p.add_argument("--n", type=positive_int, default=100, help="number of images (default: 100)")
-    p.add_argument("--split", default="val2014", help="COCO split name (default: val2014)")
+    p = command("export-shapes", "write shapes images as a COCO-format folder (train2014, val2014 and the "
+                "Karpathy split file), to run the COCO path offline", _export_shapes)
+    p.add_argument("dir", help="the folder to write (DIR/train2014/, DIR/val2014/, DIR/annotations/, "
+                               "DIR/dataset_coco.json)")
+    p.add_argument("--n", type=positive_int, default=100, help="training images (default: 100)")
+    p.add_argument("--val", type=int_at_least(1), default=None, help="Karpathy val images (default: n / 5)")
+    p.add_argument("--test", type=int_at_least(0), default=None, help="Karpathy test images (default: as --val)")
+    p.add_argument("--split", default=None,
+                   help="write only this one split, e.g. val2014, with n images and no Karpathy file")
+    p.add_argument("--force", action="store_true", help="overwrite a COCO folder already in DIR")
     p.add_argument("--seed", type=int_at_least(0), default=0, help="the random seed (default: 0)")
     p.add_argument("--image-size", type=int_at_least(32), default=64, help="image side in pixels, >= 32 (default: 64)")
 

@@ -40,6 +40,7 @@ import numpy as np
 
 from kcaption import runs, steps
 from kcaption.data import Vocabulary, image_dataset, load_shapes, make_dataset
+from kcaption.data.records import IMAGE_FORMATS, image_format
 from kcaption.data.shapes import SPLITS as SHAPES_SPLITS
 from kcaption.errors import InputError, KcaptionWarning, MissingFileError, UsageError
 
@@ -81,7 +82,6 @@ SAMPLE_STEPS = {model: [s for s in ids if s != "loss.temporal_softmax"] for mode
 IMAGE_SIZE = 64
 NATIVE_SIZE = 224  # the keras.applications backbones' ImageNet size
 MAX_LENGTH = 17  # ids per caption, <START> and <END> included: at most 15 words
-IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")  # what the pipeline's tf.io.decode_image reads (Pillow's names)
 SAMPLES_SEEN = 64  # held-out images captioned after each epoch (SampleCaptions: val CIDEr-D)
 RUN_FILES = runs.RUN_FILES
 
@@ -392,6 +392,7 @@ def _resumed_settings(out, given):
 def _train(settings, out, strategy, verbose, resume):
     from kcaption.callbacks import SampleCaptions, read_history, run_callbacks
     from kcaption.data.records import drop_long_captions
+    from kcaption.distribute import synchronize_batch_norm
     from kcaption.metrics import coco_results, format_scores
     from kcaption.models import build_captioner
     from kcaption.viz import caption_grid, objects_right, plot_loss_curves
@@ -427,6 +428,8 @@ def _train(settings, out, strategy, verbose, resume):
         compile_captioner(captioner, settings.learning_rate, jit_compile=jit,
                           optimizer=_optimizer(settings, len(train_records)))
         captioner(next(iter(inputs.val))[0])  # built before fit: BackupAndRestore loads into it
+        if strategy.num_replicas_in_sync > 1:
+            synchronize_batch_norm(captioner)  # statistics of the global batch, as on one device
     samples = SampleCaptions(inputs.samples, [r.captions for r in splits.val[:SAMPLES_SEEN]], vocab,
                              log_dir=out / "logs")
     callbacks = run_callbacks(out, samples, monitor=settings.monitor, patience=settings.patience)
@@ -491,6 +494,8 @@ def _model_arguments(settings):
     arguments = {key: preset[key] for key in MODEL_KEYS if key in preset}
     if settings.model in ("rnn", "lstm"):
         arguments.update(num_layers=settings.num_layers, inject=settings.inject)
+        if settings.inject == "pre":  # the states start from zeros, and the image is the first word
+            arguments.pop("initial_cell", None)
     elif settings.num_layers != 1 or settings.inject != "init":
         raise InputError(
             "--num-layers and --inject shape the recurrent decoders (rnn, lstm). "
@@ -855,7 +860,8 @@ def read_image(path):
 
     Decoded with Pillow, which reports a damaged file quietly (TensorFlow's decoder
     logs C++ lines first), and limited to the formats the pipeline's TensorFlow
-    decoder reads.
+    decoder reads, told from the file's first bytes as that decoder tells them
+    (`image_format`: Pillow calls a camera's JPEG "MPO", which TensorFlow reads).
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -866,17 +872,18 @@ def read_image(path):
         raise MissingFileError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: an empty file (0 bytes), not an image")
+    kind = image_format(path)
+    if kind is None:
+        raise InputError(f"{path}: not an image file (expected one of {', '.join(IMAGE_FORMATS)})")
+    if kind not in IMAGE_FORMATS:
+        raise InputError(f"{path}: a {kind} image; expected one of {', '.join(IMAGE_FORMATS)}")
     try:
         with Image.open(path) as image:
-            kind = image.format
-            pixels = np.asarray(image.convert("RGB"))  # decodes the whole file
+            return np.asarray(image.convert("RGB"))  # decodes the whole file
     except UnidentifiedImageError:
         raise InputError(f"{path}: not an image file (expected one of {', '.join(IMAGE_FORMATS)})") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise InputError(f"{path}: a damaged or truncated image ({error})") from None
-    if kind not in IMAGE_FORMATS:
-        raise InputError(f"{path}: a {kind} image; expected one of {', '.join(IMAGE_FORMATS)}")
-    return pixels
 
 
 def looks_like_shapes(image):

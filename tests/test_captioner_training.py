@@ -63,14 +63,17 @@ def test_train_evaluate_and_caption_on_a_coco_folder(tmp_path, capsys):
     from kcaption.train import caption_images, evaluate, train
 
     root = tmp_path / "coco"
-    export_shapes(root, n=60, split="train2014", seed=1)
-    export_shapes(root, n=16, split="val2014", seed=2)
+    export_shapes(root, n=60, n_val=16, n_test=8, seed=1)
+    # The small CNN on the files (COCO's default, a frozen ImageNet backbone, needs its weights: tests/scale).
     metrics = train(model="rnn", data="coco", root=str(root), epochs=1, out=str(tmp_path / "run"), small=True,
-                    verbose=0)
-    assert metrics["data"] == "coco" and metrics["images"] == 16
+                    verbose=0, backbone="small_cnn")
+    assert metrics["data"] == "coco" and metrics["images"] == 16 and metrics["split"] == "karpathy val"
     model_path = tmp_path / "run" / "model.keras"
-    scores = evaluate(str(model_path), data="coco", root=str(root), split="val2014", out=str(tmp_path / "m.json"))
-    assert json.loads((tmp_path / "m.json").read_text())["bleu4"] == scores["bleu4"]
+    scores = evaluate(str(model_path), data="coco", root=str(root), out=str(tmp_path / "eval"))
+    assert (scores["split"], scores["images"]) == ("test", 8)  # the Karpathy test split, as papers report
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["bleu4"] == scores["bleu4"]
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert len(results) == 8 and all(isinstance(r["image_id"], int) for r in results)
     images = sorted((root / "val2014").glob("*.jpg"))[:2]
     captions = caption_images(str(model_path), [str(p) for p in images])
     assert len(captions) == 2 and all(isinstance(c, str) for c in captions)

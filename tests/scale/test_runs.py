@@ -109,7 +109,7 @@ def test_ctrl_c_stops_with_one_line_saying_how_to_resume_and_claims_nothing(tmp_
     steps.require(["lstm.cell", "captioner.forward", "loss.temporal_softmax", "captioner.sample"], "this test")
     out = tmp_path / "run"
     run = kcaption("train", "--small", "--epochs", "40", "--out", out)
-    wait_for(lambda: len(epochs_logged(out)) >= 1, run)
+    wait_for(lambda: (out / runs.BACKUP / "training_metadata.json").is_file(), run)  # an epoch backed up
     run.send_signal(signal.SIGINT)
     stdout, err = run.communicate(timeout=120)
     assert run.returncode == 130, (run.returncode, err[-3000:])
@@ -118,3 +118,4 @@ def test_ctrl_c_stops_with_one_line_saying_how_to_resume_and_claims_nothing(tmp_
     assert lines[-1].startswith("kcaption train: interrupted; the last checkpoint"), lines[-3:]
     assert f"kcaption train --out {out} --resume" in lines[-1]
     assert not (out / "metrics.json").exists() and runs.state(out) == "partial"
+    assert (out / runs.BACKUP / "training_metadata.json").is_file(), "Ctrl-C deleted the backup to resume from"
