@@ -14,15 +14,16 @@ jit_compile off:
 (b) feature extraction (`FeatureStore.extract`: decode, resize, backbone,
     write float16 shards), images/s, min and median of several runs;
 (c) peak RSS of one training epoch on cached features for each N of
-    --rss-images, each in a fresh process (`resource.getrusage(RUSAGE_SELF).ru_maxrss`),
-    and its growth over the process's RSS before the epoch;
+    --rss-images, each in a fresh process, and its growth over the process's
+    RSS before the epoch. The peak is /proc/self/status's VmHWM: a child's
+    `getrusage(RUSAGE_SELF).ru_maxrss` starts from its parent's peak at the
+    fork (Linux keeps it across exec), and this parent has written N images;
 and the features' size on disk per image for every backbone at --image-size.
 --quick: tiny sizes (64 px, 48 images, N = 100 and 300), a smoke run in a minute.
 """
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -41,6 +42,7 @@ def main():
     parser.add_argument("--backbone", default="mobilenet_v3_small")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--parts", default="abc", help="which of (a), (b), (c) to run, e.g. ab")
     parser.add_argument("--rss-child", nargs=3, metavar=("ROOT", "FEATURES", "SPLIT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
@@ -62,44 +64,27 @@ def main():
 
         store.extract(records[:32], "warm-up", progress=False)  # the encoder made, its function traced
         extraction = []
-        for run in range(args.repeats):
+        for run in range(args.repeats if "b" in args.parts else 1):
             start = time.perf_counter()
             cache = store.extract(records, "train", force=run > 0, progress=False)
             extraction.append(time.perf_counter() - start)
-        epochs = epoch_seconds(store, cache, records, vocab, args.image_size, args.repeats)
-
         print(f"{len(records)} images, batch 64, captions grouped (5 per image)\n")
-        print(f"{'(a) training epoch':<30} {'min s':>8} {'median s':>9} {'vs pixels':>10}")
-        for name, runs in epochs.items():
-            ratio = min(epochs["pixels"]) / min(runs)
-            print(f"    {name:<26} {min(runs):8.3f} {statistics.median(runs):9.3f} {ratio:9.1f}x")
-        print(
-            f"\n(b) extraction: {len(records) / min(extraction):,.0f} images/s best, "
-            f"{len(records) / statistics.median(extraction):,.0f} median (decode, resize, backbone, write)"
-        )
-        on_disk = sum(Path(f).stat().st_size for kind in ("pooled", "spatial") for f in cache.files(kind))
-        print(f"    on disk: {on_disk / len(records) / 1e3:,.1f} kB per image (pooled + spatial, TFRecord)")
-
-        print("\n(c) one epoch on cached features, a fresh process per N")
-        print(f"    {'N':>7} {'peak RSS MB':>12} {'before epoch MB':>16} {'growth MB':>10}")
-        peaks = []
-        for n in args.rss_images:
-            root, split = folder / f"coco-{n}", f"rss-{n}"
-            if n == len(records):  # the export and cache of (a) and (b)
-                split = "train"
-            else:
-                store.extract(export(root, n, args.image_size), split, progress=False)
-            child = subprocess.run(
-                [sys.executable, __file__, "--rss-child", str(root), str(folder / "features"), split,
-                 "--backbone", args.backbone, "--image-size", str(args.image_size)],
-                capture_output=True, text=True,
+        if "a" in args.parts:
+            epochs = epoch_seconds(store, cache, records, vocab, args.image_size, args.repeats)
+            print(f"{'(a) training epoch':<30} {'min s':>8} {'median s':>9} {'vs pixels':>10}")
+            for name, runs in epochs.items():
+                ratio = min(epochs["pixels"]) / min(runs)
+                print(f"    {name:<26} {min(runs):8.3f} {statistics.median(runs):9.3f} {ratio:9.1f}x")
+        if "b" in args.parts:
+            print(
+                f"\n(b) extraction: {len(records) / min(extraction):,.0f} images/s best, "
+                f"{len(records) / statistics.median(extraction):,.0f} median (decode, resize, backbone, write)"
             )
-            if child.returncode:
-                sys.exit(f"the N = {n} process failed:\n{child.stderr[-3000:]}")
-            peak = json.loads(child.stdout.splitlines()[-1])
-            peaks.append(peak["peak_mb"])
-            print(f"    {n:>7,} {peak['peak_mb']:12,.0f} {peak['before_mb']:16,.0f} {peak['growth_mb']:10,.0f}")
-        print(f"    largest / smallest N: peak RSS x{max(peaks) / min(peaks):.3f}")
+            on_disk = sum(Path(f).stat().st_size for kind in ("pooled", "spatial") for f in cache.files(kind))
+            print(f"    on disk: {on_disk / len(records) / 1e3:,.1f} kB per image (pooled + spatial, TFRecord)")
+
+        if "c" in args.parts:
+            memory_table(args, folder, store, records)
 
     print(f"\nFeatures on disk per image at {args.image_size} px, float16 (pooled + spatial):")
     for backbone, (pooled, spatial) in feature_shapes(args.image_size).items():
@@ -113,6 +98,30 @@ def export(root, n, image_size):
     from kcaption.data import export_shapes, read_coco
 
     return read_coco(export_shapes(root, n=n, split="train2014", image_size=image_size), "train2014")[0]
+
+
+def memory_table(args, folder, store, records):
+    """(c): the peak RSS of an epoch on cached features for each N, each in a fresh process."""
+    print("\n(c) one epoch on cached features, a fresh process per N")
+    print(f"    {'N':>7} {'peak RSS MB':>12} {'before epoch MB':>16} {'growth MB':>10}")
+    peaks = []
+    for n in args.rss_images:
+        root, split = folder / f"coco-{n}", f"rss-{n}"
+        if n == len(records):  # the export and cache of (a) and (b)
+            split = "train"
+        else:
+            store.extract(export(root, n, args.image_size), split, progress=False)
+        child = subprocess.run(
+            [sys.executable, __file__, "--rss-child", str(root), str(folder / "features"), split,
+             "--backbone", args.backbone, "--image-size", str(args.image_size)],
+            capture_output=True, text=True,
+        )
+        if child.returncode:
+            sys.exit(f"the N = {n} process failed:\n{child.stderr[-3000:]}")
+        peak = json.loads(child.stdout.splitlines()[-1])
+        peaks.append(peak["peak_mb"])
+        print(f"    {n:>7,} {peak['peak_mb']:12,.0f} {peak['before_mb']:16,.0f} {peak['growth_mb']:10,.0f}")
+    print(f"    largest / smallest N: peak RSS x{max(peaks) / min(peaks):.3f}")
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -164,17 +173,18 @@ def rss_child(root, features, split, backbone, image_size):
     model = compile_captioner(CaptioningRNN(len(vocab), cell_type="lstm", encoder=store.encoder()), jit_compile=False)
     (features, captions_in), _ = next(iter(dataset))
     model((features, captions_in[:, 0]))  # built: what the epoch adds is the data's
-    before = _rss_mb()
+    before = _memory_mb("VmRSS")
     model.fit(dataset, epochs=1, verbose=0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    peak = _memory_mb("VmHWM")
     print(json.dumps({"peak_mb": peak, "before_mb": before, "growth_mb": peak - before}))
 
 
-def _rss_mb():
+def _memory_mb(field):
+    """/proc/self/status's VmRSS (now) or VmHWM (peak of this process since its exec), in MB."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    return float("nan")
+    raise OSError(f"no {field} in /proc/self/status (Linux only)")
 
 
 def feature_shapes(image_size):
