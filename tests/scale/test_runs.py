@@ -88,6 +88,11 @@ def test_a_run_killed_mid_training_resumes_and_ends_with_the_epochs_asked_for(tm
     assert runs.state(out) == "partial" and not (out / "metrics.json").exists(), "a killed run looks finished"
     assert 1 <= len(done) < 5, f"killed too late to test resuming: {done}"
 
+    if (out / "best.keras").is_file():  # a model of an unfinished run: evaluate says so
+        evaluation = kcaption("evaluate", out / "best.keras", "--split", "val", "--out", tmp_path / "eval")
+        _, err = evaluation.communicate(timeout=300)
+        assert evaluation.returncode == 0 and "warning: " in err and "from an unfinished run" in err, err[-2000:]
+
     again = kcaption("train", "--out", out)  # neither --resume nor --force: refused, nothing touched
     _, err = again.communicate(timeout=120)
     assert again.returncode == 2 and "unfinished run: pass --resume" in err, err
