@@ -250,7 +250,8 @@ def test_the_saved_model_stores_what_it_was_trained_on(run):
     out, _ = run
     vocab = Vocabulary.load(out / "vocab.json")
     trained_on = inspect_run(out / "model.keras").trained_on
-    assert trained_on == {"model": "lstm", "data": "shapes", "image_size": 64, "vocabulary": fingerprint(vocab)}
+    assert trained_on == {"model": "lstm", "data": "shapes", "image_size": 64, "backbone": "small_cnn",
+                          "weights": "none", "vocabulary": fingerprint(vocab)}
 
 
 def copy_run(run, tmp_path, words=None, trained_on="keep"):
@@ -355,7 +356,8 @@ def test_evaluate_reports_the_test_split_by_default(run, capsys):
     out, _ = run
     code, stdout, err = cli(capsys, "evaluate", out / "model.keras")
     assert code == 0, err
-    metrics = json.loads(stdout)
+    assert "BLEU-4" in stdout and "CIDEr-D" in stdout  # the paper table
+    metrics = json.loads((out / "eval-shapes-test" / "metrics.json").read_text())
     assert (metrics["data"], metrics["split"], metrics["images"]) == ("shapes", "test", 200)
 
 
@@ -419,7 +421,7 @@ def test_the_steps_table_reads_the_same_steps_as_the_registry():
 def test_tensorflow_start_up_lines_are_not_shown_unless_asked(tmp_path):
     from kcaption.quiet import is_startup_line
 
-    args = ["-m", "kcaption", "export-shapes", str(tmp_path / "coco"), "--n", "2"]
+    args = ["-m", "kcaption", "export-shapes", str(tmp_path / "coco"), "--n", "2", "--force"]
     shown = run_python(*args, env={"KCAPTION_TF_LOGS": "1"})
     assert shown.returncode == 0, shown.stderr[-2000:]
     startup = [line for line in shown.stderr.splitlines() if is_startup_line(line)]
