@@ -32,6 +32,8 @@ shuffled), a bounded shuffle buffer, prefetch. Only the captions' token ids
 are held per image (as `make_dataset` does), never the features.
 """
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -109,6 +111,7 @@ class FeatureStore:
         self.image_size = image_size
         self._encoder_sha256 = None
         self._compiled = None
+        self._lock = None  # the open lock file while this process holds it
         saved = _read_json(self.path / "store.json")
         if saved is not None:
             remedy = f"delete {self.path} or pass another features folder"
@@ -134,15 +137,15 @@ class FeatureStore:
         from kcaption.models.encoder import ImageEncoder
 
         path = self.path / "encoder.weights.h5"
-        saved = _read_json(self.path / "store.json")
-        if saved is None or not path.exists():
-            made = ImageEncoder(self.backbone, image_size=self.image_size, weights=self.weights, frozen=True)
-            self.path.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name("partial." + path.name)  # save_weights wants a .weights.h5 name
-            made.network.save_weights(partial)
-            partial.replace(path)
-            saved = {**self._settings(), "encoder_sha256": _weights_sha256(made)}
-            _write_json(self.path / "store.json", saved)
+        with self._locked():
+            saved = _read_json(self.path / "store.json")
+            if saved is None or not path.exists():
+                made = ImageEncoder(self.backbone, image_size=self.image_size, weights=self.weights, frozen=True)
+                partial = path.with_name("partial." + path.name)  # save_weights wants a .weights.h5 name
+                made.network.save_weights(partial)
+                partial.replace(path)
+                saved = {**self._settings(), "encoder_sha256": _weights_sha256(made)}
+                _write_json(self.path / "store.json", saved)
         encoder = ImageEncoder(self.backbone, image_size=self.image_size, weights=None, frozen=True)
         encoder.build((None, self.image_size, self.image_size, 3))
         encoder.network.load_weights(path)
@@ -186,34 +189,35 @@ class FeatureStore:
             if not isinstance(value, int) or value < 1:
                 raise InputError(f"{name} must be an int >= 1. Received: {name}={value!r}")
         folder = self._split_folder(split)
-        if force and folder.exists():
-            shutil.rmtree(folder)
-        manifest = self._matching_manifest(split, records)
-        if manifest is not None and manifest["complete"]:
+        with self._locked():  # one extraction at a time (workers sharing a folder)
+            if force and folder.exists():
+                shutil.rmtree(folder)
+            manifest = self._matching_manifest(split, records)
+            if manifest is not None and manifest["complete"]:
+                return FeatureCache(folder, manifest)
+            if manifest is None:
+                folder.mkdir(parents=True, exist_ok=True)
+                manifest = {
+                    **self._expected(records),
+                    "dtype": DTYPE,
+                    "shapes": None,
+                    "shard_size": shard_size,
+                    "shards": [],
+                    "complete": False,
+                }
+            size = manifest["shard_size"]
+            report = _progress(progress, split, len(records), len(manifest["shards"]) * size)
+            for first in range(len(manifest["shards"]) * size, len(records), size):
+                shard = records[first : first + size]
+                names = _write_shard(
+                    folder, len(manifest["shards"]), shard, first, self._encode(), batch_size, self.image_size
+                )
+                manifest["shards"].append({"first": first, "count": len(shard), **names["files"]})
+                manifest["shapes"] = names["shapes"]
+                manifest["complete"] = first + len(shard) == len(records)
+                _write_json(folder / "manifest.json", manifest)
+                report(first + len(shard))
             return FeatureCache(folder, manifest)
-        if manifest is None:
-            folder.mkdir(parents=True, exist_ok=True)
-            manifest = {
-                **self._expected(records),
-                "dtype": DTYPE,
-                "shapes": None,
-                "shard_size": shard_size,
-                "shards": [],
-                "complete": False,
-            }
-        size = manifest["shard_size"]
-        report = _progress(progress, split, len(records), len(manifest["shards"]) * size)
-        for first in range(len(manifest["shards"]) * size, len(records), size):
-            shard = records[first : first + size]
-            names = _write_shard(
-                folder, len(manifest["shards"]), shard, first, self._encode(), batch_size, self.image_size
-            )
-            manifest["shards"].append({"first": first, "count": len(shard), **names["files"]})
-            manifest["shapes"] = names["shapes"]
-            manifest["complete"] = first + len(shard) == len(records)
-            _write_json(folder / "manifest.json", manifest)
-            report(first + len(shard))
-        return FeatureCache(folder, manifest)
 
     def open(self, split, records):
         """The split's complete cache, checked against the records, without extracting.
@@ -231,6 +235,24 @@ class FeatureStore:
                 "(`kcaption features`, or FeatureStore.extract; an interrupted one resumes)."
             )
         return FeatureCache(folder, manifest)
+
+    @contextlib.contextmanager
+    def _locked(self):
+        """Hold the store's lock file: another process (a second worker) waits, then finds the work done.
+
+        Re-entrant within the process (`extract` makes the encoder under it).
+        """
+        if self._lock is not None:
+            yield
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / "lock", "w") as self._lock:
+            fcntl.flock(self._lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock, fcntl.LOCK_UN)
+                self._lock = None
 
     def _encode(self):
         """The encoder as one compiled function: float32 images (N, S, S, 3) -> (pooled, spatial)."""
