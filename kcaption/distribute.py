@@ -27,7 +27,7 @@ own `TF_CONFIG`, e.g. on host 0 of two:
 each replica gets an equal share. The kit's loss divides each replica's mean
 by the number of replicas, so the summed gradients are those of the global
 mean (see `TemporalSoftmaxLoss`). Worker 0 is the chief: it writes the run
-(`save_model`); the others write to a temporary folder of their own, removed
+(`kcaption train`); the others write a run folder of their own (`worker_path`), removed
 afterwards (saving is a collective step: every worker must take part).
 
 Reference: the TensorFlow guide "Multi-worker training with Keras".
@@ -35,7 +35,6 @@ Reference: the TensorFlow guide "Multi-worker training with Keras".
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import keras
@@ -125,20 +124,11 @@ def is_chief(strategy):
 
 def worker_path(path, strategy):
     """Where this process writes `path`: `path` on the chief, else in a folder of its own beside it,
-    `<parent>/.worker-<id>/<name>` (removed by `save_model`)."""
+    `<parent>/.worker-<id>/<name>` (`kcaption.train` removes it at the end)."""
     path = Path(path)
     if is_chief(strategy):
         return path
     return path.parent / f".worker-{strategy.cluster_resolver.task_id}" / path.name
-
-
-def save_model(model, path, strategy):
-    """Save `model` to `path` on the chief; every worker must call it (see the module docstring)."""
-    target = worker_path(path, strategy)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    model.save(target)
-    if target != Path(path):
-        shutil.rmtree(target.parent)
 
 
 def synchronize_batch_norm(model):
@@ -168,47 +158,6 @@ def shard_by_example(dataset):
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)
-
-
-def train_worker(out, model="lstm", epochs=1, images=32, batch_size=8, image_size=32, precision="float32"):
-    """One worker of a multi-worker run on the shapes data: what `kcaption train --strategy multiworker` does.
-
-    Every worker runs it with its own `TF_CONFIG`; the chief writes
-    `out/model.keras`, the others nothing that stays.
-
-    Args:
-        out: the run folder.
-        model: a captioner name (`kcaption.models.CAPTIONERS`).
-        epochs: epochs to train.
-        images: training images (shapes' first ones).
-        batch_size: the global batch (a multiple of the number of replicas).
-        image_size: side of the images.
-        precision: one of `PRECISIONS`.
-
-    Returns:
-        The `fit` history's dict (loss per epoch).
-    """
-    from kcaption.data import Vocabulary, load_shapes, make_dataset
-    from kcaption.losses import TemporalSoftmaxLoss
-    from kcaption.models import build_captioner
-    from kcaption.optim import make_optimizer
-
-    strategy = get_strategy("multiworker")
-    set_precision(precision)
-    records = load_shapes("train", n=images, image_size=image_size)
-    vocab = Vocabulary.build(c for r in records for c in r.captions)
-    dataset = make_dataset(
-        records, vocab, batch_size=batch_size, image_size=image_size, captions="grouped", shuffle=True, seed=0,
-        drop_remainder=True, too_long="skip",
-    )
-    with strategy.scope():
-        captioner = build_captioner(model, len(vocab), image_size=image_size, embed_dim=16, hidden_dim=32)
-        synchronize_batch_norm(captioner)
-        optimizer = make_optimizer(3e-3, steps_per_epoch=images // batch_size, epochs=epochs, warmup_epochs=0)
-        captioner.compile(optimizer=optimizer, loss=TemporalSoftmaxLoss(), jit_compile=False)
-    history = captioner.fit(shard_by_example(dataset), epochs=epochs, verbose=0)
-    save_model(captioner, Path(out) / "model.keras", strategy)
-    return history.history
 
 
 def _is_address(address):

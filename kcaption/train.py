@@ -423,8 +423,9 @@ def _train(settings, out, strategy, verbose, resume):
             settings.model, len(vocab), backbone=settings.backbone, image_size=settings.image_size,
             encoder=encoder, trained_on=trained_on, **_model_arguments(settings),
         )
-        # XLA costs ~30 s of compiling up front and then runs each step ~2x faster on a CPU.
-        jit = preset.get("jit_compile", True) and not settings.small
+        # XLA costs ~30 s of compiling up front and then runs each step ~2x faster on a CPU. Not under a
+        # strategy: XLA failed there on logical CPUs ("resource on a different device"; GPUs not measured).
+        jit = preset.get("jit_compile", True) and not settings.small and settings.strategy == "default"
         compile_captioner(captioner, settings.learning_rate, jit_compile=jit,
                           optimizer=_optimizer(settings, len(train_records)))
         captioner(next(iter(inputs.val))[0])  # built before fit: BackupAndRestore loads into it
@@ -525,24 +526,36 @@ class _Inputs:
 
 def _inputs(settings, out, train_records, val_records, vocab, common):
     """The run's datasets: images (shapes, or a trainable backbone) or a frozen backbone's cached features."""
+    # Under a strategy: whole batches only (each replica an equal share), shuffled alike on every worker.
+    shuffling = {"shuffle": True, "seed": 0, "drop_remainder": True} if settings.strategy != "default" else {
+        "shuffle": True}
     if settings.features is None:
         size = {"image_size": settings.image_size}
         cache = "memory" if settings.data == "shapes" else None  # COCO streams from disk
-        train = make_dataset(train_records, vocab, shuffle=True, cache=cache, captions="grouped", **size, **common)
+        train = make_dataset(train_records, vocab, cache=cache, captions="grouped", **shuffling, **size, **common)
         val = make_dataset(val_records, vocab, cache=cache, **size, **common)
         samples = next(iter(image_dataset(val_records[:SAMPLES_SEEN], batch_size=SAMPLES_SEEN, **size)))
-        return _Inputs(train, val, None, samples)
+        return _Inputs(_sharded(train, settings), _sharded(val, settings), None, samples)
     from kcaption.data.features import feature_dataset
 
     store = _store(settings)
     train_cache = store.extract(train_records, _cache_split(settings, "train"))
     val_cache = store.extract(val_records, _cache_split(settings, "val"))
     kind = settings.kind
-    train = feature_dataset(train_cache, train_records, vocab, kind=kind, captions="grouped", shuffle=True, **common)
+    train = feature_dataset(train_cache, train_records, vocab, kind=kind, captions="grouped", **shuffling, **common)
     val = feature_dataset(val_cache, val_records, vocab, kind=kind, captions="all", **common)
     decode = val_cache.batches(kind, batch_size=settings.batch_size)
     samples = next(iter(val_cache.batches(kind, batch_size=SAMPLES_SEEN)))
-    return _Inputs(train, val, decode, samples, store)
+    return _Inputs(_sharded(train, settings), _sharded(val, settings), decode, samples, store)
+
+
+def _sharded(dataset, settings):
+    """A multi-worker run's workers each keep their share of every batch (see `distribute.shard_by_example`)."""
+    if settings.strategy != "multiworker":
+        return dataset
+    from kcaption.distribute import shard_by_example
+
+    return shard_by_example(dataset)
 
 
 def _store(settings):

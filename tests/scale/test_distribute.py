@@ -6,6 +6,7 @@ strategy owns its process: each case runs in a fresh Python process.
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from kcaption import runs, steps
 from kcaption.distribute import get_strategy, is_chief, read_tf_config
 from kcaption.errors import InputError
 
@@ -120,24 +122,25 @@ def free_port():
 
 
 @pytest.mark.slow
-def test_two_local_workers_train_an_epoch_and_only_the_chief_writes_the_model(tmp_path):
+def test_two_local_workers_train_an_epoch_and_only_the_chief_writes_the_run(tmp_path):
+    """`kcaption train --strategy multiworker`, as a user runs it on two hosts, on two loopback ports."""
+    steps.require(["lstm.cell", "captioner.forward", "loss.temporal_softmax", "captioner.sample"], "this test")
     workers = [f"localhost:{free_port()}" for _ in range(2)]
-    code = (
-        "import json, sys\nfrom kcaption import quiet_tensorflow\nquiet_tensorflow()\n"
-        "from kcaption.distribute import train_worker\n"
-        f"print('RESULT ' + json.dumps(train_worker({str(tmp_path)!r}, images=16, batch_size=8)))\n"
-    )
+    out = tmp_path / "run"
+    code = ("import sys\nfrom kcaption.cli import main\n"
+            f"sys.exit(main(['train', '--small', '--epochs', '1', '--strategy', 'multiworker', '--out', {str(out)!r}]))")
     started = [
-        run_python(code, {"TF_CONFIG": json.dumps({"cluster": {"worker": workers},
-                                                  "task": {"type": "worker", "index": index}})})
+        run_python(code, {"MPLBACKEND": "Agg", "TF_CONFIG": json.dumps(
+            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})})
         for index in range(2)
     ]
-    histories = [json.loads(finish(s).split("RESULT ", 1)[1]) for s in started]
-    for history in histories:
-        assert len(history["loss"]) == 1 and history["loss"][0] > 0
-    assert histories[0]["loss"] == pytest.approx(histories[1]["loss"]), "the workers report the global loss"
-    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
-    assert written == ["model.keras"], f"expected the chief's model only, found {written}"
+    outputs = [finish(s) for s in started]
+    # Both evaluate the held-out split together (a collective step): the same loss on each worker.
+    losses = [re.search(r"Held-out \(val, 24 images\): loss ([0-9.]+)", text).group(1) for text in outputs]
+    assert losses[0] == losses[1], losses
+    assert runs.state(out) == "finished" and (out / "model.keras").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"], "the other worker's run was left behind"
+    assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 1
 
 
 @pytest.mark.parametrize(
