@@ -237,3 +237,18 @@ def test_a_one_token_prefix_does_not_warn_about_a_softmax_over_one_key():
         model((features, np.ones((2, 1), "int32")), training=False)
         model.sample(features, max_length=3, compiled=False)
     assert not [w for w in caught if "has size 1" in str(w.message)], [str(w.message) for w in caught]
+
+
+def test_one_model_samples_images_then_features_then_images():
+    """A model trained on cached features is also fed images (`kcaption caption`): each input rank gets its
+    own compiled graph (one relaxed graph failed: "Cannot take the length of shape with unknown rank")."""
+    from kcaption.models import build_captioner
+
+    steps.require(["lstm.cell", "captioner.forward", "captioner.sample"], "this test")
+    model = build_captioner("lstm", 12, embed_dim=4, hidden_dim=6)
+    images = np.random.default_rng(0).uniform(size=(3, 64, 64, 3)).astype("float32")
+    model((images, np.ones((3, 2), "int32")))
+    from_images = np.asarray(model.sample(images, max_length=5))
+    features = model.encode(images, training=False)
+    np.testing.assert_array_equal(np.asarray(model.sample(features, max_length=5)), from_images)
+    np.testing.assert_array_equal(np.asarray(model.sample(images[:2], max_length=5)), from_images[:2])

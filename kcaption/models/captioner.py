@@ -41,7 +41,7 @@ class Captioner(keras.Model):
         super().__init__(**kwargs)
         self.encoder = encoder
         self.trained_on = None if trained_on is None else dict(trained_on)
-        self._compiled_sample = None
+        self._compiled_sample = {}
 
     def fit(self, x=None, y=None, *args, shuffle=None, **kwargs):
         """`keras.Model.fit`, with `shuffle` off by default for a tf.data input.
@@ -141,11 +141,14 @@ class Captioner(keras.Model):
         """
         if not compiled:
             return self._sample(images_or_features, max_length)
-        if self._compiled_sample is None:
+        # One graph per input rank (images, pooled or spatial features): `reduce_retracing` would
+        # relax the shapes of a model fed images, then features, to an unknown rank.
+        rank = len(images_or_features.shape)
+        if rank not in self._compiled_sample:
             import tensorflow as tf
 
-            self._compiled_sample = tf.function(self._sample, reduce_retracing=True)
-        return self._compiled_sample(images_or_features, max_length)
+            self._compiled_sample[rank] = tf.function(self._sample, reduce_retracing=True)
+        return self._compiled_sample[rank](images_or_features, max_length)
 
     def get_config(self):
         return {
