@@ -162,6 +162,11 @@ class Settings:
         _check_choice("strategy", resolved.strategy, ("default", "mirrored", "multiworker"))
         _check_choice("monitor", resolved.monitor, ("val_loss", "val_cider"))
         _check_choice("inject", resolved.inject, ("init", "pre"))
+        if resolved.model not in ("rnn", "lstm") and (resolved.num_layers != 1 or resolved.inject != "init"):
+            raise InputError(
+                "--num-layers and --inject shape the recurrent decoders (rnn, lstm). "
+                f"Received: model={resolved.model!r}, num_layers={resolved.num_layers}, inject={resolved.inject!r}"
+            )
         return resolved
 
     @property
@@ -406,11 +411,12 @@ def _train(settings, out, strategy, verbose, resume):
         vocab = Vocabulary.load(vocab_path)
     else:
         vocab = Vocabulary.build((c for r in train_records for c in r.captions), min_count=settings.min_count)
-        vocab.save(vocab_path)
-        runs.write_config(out, dataclasses.asdict(settings))
     common = {"batch_size": settings.batch_size, "max_length": MAX_LENGTH, "too_long": "skip"}
     # Each image once per epoch with 5 of its captions: the model encodes it once for all of them.
     inputs = _inputs(settings, out, train_records, splits.val, vocab, common)
+    if not resume:  # the run starts here: a failure before (no weights, a bad cache) leaves no partial run
+        vocab.save(vocab_path)
+        runs.write_config(out, dataclasses.asdict(settings))
     trained_on = {
         "model": settings.model, "data": settings.data, "image_size": settings.image_size,
         "backbone": settings.backbone, "weights": settings.weights, "vocabulary": fingerprint(vocab),
@@ -497,11 +503,6 @@ def _model_arguments(settings):
         arguments.update(num_layers=settings.num_layers, inject=settings.inject)
         if settings.inject == "pre":  # the states start from zeros, and the image is the first word
             arguments.pop("initial_cell", None)
-    elif settings.num_layers != 1 or settings.inject != "init":
-        raise InputError(
-            "--num-layers and --inject shape the recurrent decoders (rnn, lstm). "
-            f"Received: model={settings.model!r}, num_layers={settings.num_layers}, inject={settings.inject!r}"
-        )
     return arguments
 
 
