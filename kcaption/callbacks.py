@@ -124,11 +124,10 @@ def run_callbacks(out, samples=None, monitor="val_loss", patience=None, backup_e
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
         keras.callbacks.ModelCheckpoint(str(out / "best.keras"), monitor=monitor, mode=mode, save_best_only=True),
         keras.callbacks.TensorBoard(str(out / "logs"), write_graph=False, profile_batch=0),
-        Backup(str(out / runs.BACKUP), save_freq=backup_every or "epoch"),
     ]
     if patience is not None:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience))
-    return callbacks
+    return callbacks + [Backup(str(out / runs.BACKUP), save_freq=backup_every or "epoch")]
 
 
 def read_history(out):

@@ -124,3 +124,54 @@ def test_ctrl_c_stops_with_one_line_saying_how_to_resume_and_claims_nothing(tmp_
     assert f"kcaption train --out {out} --resume" in lines[-1]
     assert not (out / "metrics.json").exists() and runs.state(out) == "partial"
     assert (out / runs.BACKUP / "training_metadata.json").is_file(), "Ctrl-C deleted the backup to resume from"
+
+
+def test_the_run_callbacks_go_by_what_monitor_says_and_sample_captions_come_first(tmp_path):
+    import keras
+
+    from kcaption.callbacks import SampleCaptions, run_callbacks
+
+    with pytest.raises(ValueError, match="needs the SampleCaptions callback"):
+        run_callbacks(tmp_path, monitor="val_cider")
+    samples = SampleCaptions(None, [], vocab=None)
+    callbacks = run_callbacks(tmp_path, samples, monitor="val_cider", patience=3)
+    assert callbacks[0] is samples, "val_cider must be in the logs before the callbacks that read it"
+    best = [c for c in callbacks if isinstance(c, keras.callbacks.ModelCheckpoint)]
+    stop = [c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping)]
+    assert len(best) == 1 and best[0].monitor == "val_cider" and best[0].save_best_only
+    assert len(stop) == 1 and (stop[0].monitor, stop[0].patience) == ("val_cider", 3)
+    assert best[0].mode == stop[0].mode == "max", "a higher CIDEr-D is an improvement"
+    assert isinstance(callbacks[-1], keras.callbacks.BackupAndRestore), "the backup is written last"
+    assert not [c for c in run_callbacks(tmp_path) if isinstance(c, keras.callbacks.EarlyStopping)]
+
+
+def test_history_keeps_one_row_per_epoch_the_last_written(tmp_path):
+    from kcaption.callbacks import read_history
+
+    # A run killed after an epoch's row but before its backup redoes that epoch and writes it again.
+    (tmp_path / "history.csv").write_text("epoch,loss,val_loss\n0,5.0,6.0\n1,4.0,5.5\n1,3.9,5.4\n2,3.5,5.0\n")
+    assert read_history(tmp_path) == {"loss": [5.0, 3.9, 3.5], "val_loss": [6.0, 5.4, 5.0]}
+
+
+def test_sample_captions_puts_val_cider_in_the_logs_and_writes_them_to_tensorboard(tmp_path):
+    import numpy as np
+
+    from kcaption.callbacks import SampleCaptions
+    from kcaption.data import Vocabulary
+    from kcaption.metrics import caption_scores
+    from kcaption.models import build_captioner
+
+    steps.require(["lstm.cell", "captioner.forward", "captioner.sample", "data.decode_captions"], "this test")
+    vocab = Vocabulary.build(["a red square", "a blue circle"])
+    model = build_captioner("lstm", len(vocab), backbone=None, embed_dim=4, hidden_dim=6)
+    features = np.linspace(-1, 1, 2 * 5, dtype="float32").reshape(2, 5)
+    model((features, np.ones((2, 3), "int32")))
+    references = [["a red square"], ["a blue circle"]]
+    callback = SampleCaptions(features, references, vocab, max_length=4, log_dir=tmp_path / "logs", stream=open(
+        tmp_path / "printed.txt", "w"))
+    callback.set_model(model)
+    logs = {}
+    callback.on_epoch_end(0, logs)
+    captions = [vocab.decode(row) for row in np.asarray(model.sample(features, max_length=4))]
+    assert logs["val_cider"] == pytest.approx(caption_scores(references, captions, java=False)["cider"])
+    assert list((tmp_path / "logs" / "samples").glob("events.out.tfevents.*")), "no TensorBoard text summary"
