@@ -398,7 +398,7 @@ def _train(settings, out, strategy, verbose, resume):
     from kcaption.callbacks import SampleCaptions, read_history, run_callbacks
     from kcaption.data.records import drop_long_captions
     from kcaption.distribute import synchronize_batch_norm
-    from kcaption.metrics import coco_results, format_scores
+    from kcaption.metrics import format_scores, write_coco_results
     from kcaption.models import build_captioner
     from kcaption.viz import caption_grid, objects_right, plot_loss_curves
 
@@ -413,7 +413,7 @@ def _train(settings, out, strategy, verbose, resume):
         vocab = Vocabulary.build((c for r in train_records for c in r.captions), min_count=settings.min_count)
     common = {"batch_size": settings.batch_size, "max_length": MAX_LENGTH, "too_long": "skip"}
     # Each image once per epoch with 5 of its captions: the model encodes it once for all of them.
-    inputs = _inputs(settings, out, train_records, splits.val, vocab, common)
+    inputs = _inputs(settings, train_records, splits.val, vocab, common)
     if not resume:  # the run starts here: a failure before (no weights, a bad cache) leaves no partial run
         vocab.save(vocab_path)
         runs.write_config(out, dataclasses.asdict(settings))
@@ -467,7 +467,7 @@ def _train(settings, out, strategy, verbose, resume):
              [("model", "keras"), ("vocab", "json"), ("loss_curve", "png"), ("samples", "png"),
               ("results", "json"), ("metrics", "json")]}
     captioner.save(paths["model"])  # on every worker (saving is collective), each into its own folder
-    paths["results"].write_text(json.dumps(coco_results([r.image_id for r in splits.val], generated)))
+    write_coco_results(paths["results"], [r.image_id for r in splits.val], generated)
     plot_loss_curves(history, paths["loss_curve"], title=f"{settings.model} on {settings.data}")
     shown = splits.val[:12]
     caption_grid(
@@ -525,7 +525,7 @@ class _Inputs:
     store: object = None  # the FeatureStore, when training on cached features
 
 
-def _inputs(settings, out, train_records, val_records, vocab, common):
+def _inputs(settings, train_records, val_records, vocab, common):
     """The run's datasets: images (shapes, or a trainable backbone) or a frozen backbone's cached features."""
     # Under a strategy: whole batches only (each replica an equal share), shuffled alike on every worker.
     shuffling = {"shuffle": True, "seed": 0, "drop_remainder": True} if settings.strategy != "default" else {
@@ -775,7 +775,7 @@ def evaluate(model_path, data="shapes", root=None, split=None, out=None, karpath
         karpathy: the Karpathy split file (default: ROOT/dataset_coco.json).
     """
     from kcaption.data.coco import KARPATHY_SPLITS
-    from kcaption.metrics import coco_results, format_scores
+    from kcaption.metrics import format_scores, write_coco_results
 
     _check_data(data, root)
     if data == "coco":
@@ -806,7 +806,7 @@ def evaluate(model_path, data="shapes", root=None, split=None, out=None, karpath
     metrics.update({"data": data, "split": split})
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    (out / "results.json").write_text(json.dumps(coco_results([r.image_id for r in records], generated)))
+    write_coco_results(out / "results.json", [r.image_id for r in records], generated)
     print(f"{run.model_path} on {data} {split} ({len(records)} images):")
     print(format_scores(metrics))
     print(f"Wrote {out / 'metrics.json'} and {out / 'results.json'} (a COCO results file).")
