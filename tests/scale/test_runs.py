@@ -18,10 +18,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def kcaption(*args, **kwargs):
-    """`python -m kcaption ARGS` started in the background (the switch KCAPTION_SOLUTIONS is inherited)."""
+    """`python -m kcaption ARGS` started in the background (the switch KCAPTION_SOLUTIONS is inherited).
+
+    With Ctrl-C's signal as a terminal delivers it: a test run started in the background by a
+    non-interactive shell (CI) inherits SIGINT ignored, and Python then installs no handler for it.
+    """
     env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "kcaption", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=REPO, env=env, **kwargs)
+                            stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
 
 
 def epochs_logged(out):
