@@ -112,6 +112,7 @@ class Settings:
 
     def resolve(self):
         """The settings with every default filled in for the data and model (checked)."""
+        from kcaption.distribute import PRECISIONS, STRATEGIES
         from kcaption.models.encoder import BACKBONES
 
         if self.model not in PRESETS:
@@ -158,8 +159,8 @@ class Settings:
             learning_rate=self.learning_rate or preset["learning_rate"],
             min_count=self.min_count or (5 if coco and not self.small else 1),
         )
-        _check_choice("precision", resolved.precision, ("float32", "mixed_float16", "mixed_bfloat16"))
-        _check_choice("strategy", resolved.strategy, ("default", "mirrored", "multiworker"))
+        _check_choice("precision", resolved.precision, PRECISIONS)
+        _check_choice("strategy", resolved.strategy, STRATEGIES)
         _check_choice("monitor", resolved.monitor, ("val_loss", "val_cider"))
         _check_choice("inject", resolved.inject, ("init", "pre"))
         if resolved.model not in ("rnn", "lstm") and (resolved.num_layers != 1 or resolved.inject != "init"):
