@@ -520,6 +520,9 @@ MUTANTS = [
         new='z_i, z_f, z_g, z_o = ops.split(ops.cast(z, "float32"), 4, axis=-1)',
         why="casts the gate pre-activations to float32 (float64 in, float32 out)",
     ),
+    # lesson 07: metrics.cider_d (mutants)
+    # lesson 07: decoding.beam_search (mutants)
+    # lesson 07: transformer.kv_cache (mutants)
 ]
 
 VARIANTS = [
@@ -649,4 +652,7 @@ VARIANTS = [
         "        i, f, g, o = tf.sigmoid(z_i), tf.sigmoid(z_f), tf.tanh(z_g), tf.sigmoid(z_o)",
         why="tf.* ops instead of keras.ops",
     ),
+    # lesson 07: metrics.cider_d (variants)
+    # lesson 07: decoding.beam_search (variants)
+    # lesson 07: transformer.kv_cache (variants)
 ]

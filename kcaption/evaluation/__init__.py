@@ -1,0 +1,1 @@
+"""Evaluation, the pipeline's last stage: caption metrics, CIDEr-D, localisation, comparing models."""
