@@ -41,7 +41,7 @@ class SampleCaptions(keras.callbacks.Callback):
         self._writer = None
 
     def on_epoch_end(self, epoch, logs=None):
-        from kcaption.metrics import caption_scores
+        from kcaption.evaluation.metrics import caption_scores
 
         ids = np.asarray(self.model.sample(self.inputs, max_length=self.max_length))
         captions = [self.vocab.decode(row) for row in ids]

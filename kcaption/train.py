@@ -275,7 +275,7 @@ def compile_captioner(model, learning_rate=2e-3, jit_compile=True, steps_per_exe
         optimizer: another optimizer instead (e.g. `kcaption.optim.make_optimizer`'s schedule).
     """
     from kcaption.losses import TemporalSoftmaxLoss
-    from kcaption.metrics import MaskedTokenAccuracy
+    from kcaption.evaluation.metrics import MaskedTokenAccuracy
 
     model.compile(
         optimizer=optimizer or keras.optimizers.Adam(learning_rate, clipnorm=5.0),
@@ -313,7 +313,7 @@ def score(model, records, vocab, batch_size=64, image_size=IMAGE_SIZE, data=None
             whose captions have punctuation; shapes captions have none, so the Python
             tokenizer gives the same scores there.
     """
-    from kcaption.metrics import caption_scores, object_scores
+    from kcaption.evaluation.metrics import caption_scores, object_scores
 
     if data is None:
         data = make_dataset(records, vocab, batch_size=batch_size, image_size=image_size, max_length=MAX_LENGTH,
@@ -399,7 +399,7 @@ def _train(settings, out, strategy, verbose, resume):
     from kcaption.callbacks import SampleCaptions, read_history, run_callbacks
     from kcaption.data.records import drop_long_captions
     from kcaption.distribute import synchronize_batch_norm
-    from kcaption.metrics import format_scores, write_coco_results
+    from kcaption.evaluation.metrics import format_scores, write_coco_results
     from kcaption.models import build_captioner
     from kcaption.viz import caption_grid, objects_right, plot_loss_curves
 
@@ -477,7 +477,7 @@ def _train(settings, out, strategy, verbose, resume):
         correct=objects_right(shown, generated[:12]),  # shapes: names exactly its coloured shapes?
     )
     if settings.model in ("attn", "transformer") and settings.data == "shapes" and inputs.store is None:
-        from kcaption.localization import attention_report
+        from kcaption.evaluation.localization import attention_report
 
         # Where it looked for each colour/shape word, against the objects' boxes (and chance).
         paths["attention"] = out / "attention.png"
@@ -776,7 +776,7 @@ def evaluate(model_path, data="shapes", root=None, split=None, out=None, karpath
         karpathy: the Karpathy split file (default: ROOT/dataset_coco.json).
     """
     from kcaption.data.coco import KARPATHY_SPLITS
-    from kcaption.metrics import format_scores, write_coco_results
+    from kcaption.evaluation.metrics import format_scores, write_coco_results
 
     _check_data(data, root)
     if data == "coco":

@@ -261,7 +261,7 @@ def _cell_of(point, side=4, image_size=64):
 
 def test_described_object_resolves_colour_and_shape_words():
     from kcaption.data import ShapeObject
-    from kcaption.localization import described_object
+    from kcaption.evaluation.localization import described_object
 
     red_circle = ShapeObject("circle", "red", "small", (2, 2, 12, 12))
     red_square = ShapeObject("square", "red", "large", (30, 30, 50, 50))
@@ -279,7 +279,7 @@ def test_described_object_resolves_colour_and_shape_words():
 
 def test_localization_score_hits_misses_and_chance():
     from kcaption.data import make_shapes
-    from kcaption.localization import localization_score
+    from kcaption.evaluation.localization import localization_score
 
     # Images whose colours are all different and shapes too: each word names one object.
     records = [r for r in make_shapes(40, seed=5)
@@ -312,7 +312,7 @@ def test_localization_score_hits_misses_and_chance():
 
 def test_localization_score_rejects_non_square_grids():
     from kcaption.data import make_shapes
-    from kcaption.localization import localization_score
+    from kcaption.evaluation.localization import localization_score
 
     record = make_shapes(1)[0]
     with pytest.raises(ValueError, match="num_cells=15"):
@@ -399,7 +399,7 @@ def test_attention_captioner_overfits_50_shapes_examples():
 
 def test_attention_report_scores_and_draws(tmp_path):
     from kcaption.data import Vocabulary, load_shapes
-    from kcaption.localization import attention_report
+    from kcaption.evaluation.localization import attention_report
     from kcaption.models import build_captioner
 
     records = load_shapes("val", n=3)

@@ -99,7 +99,7 @@ def test_caption_objects_inverts_every_shapes_caption():
 
 def test_object_scores_worked_example():
     from kcaption.data import ShapeObject
-    from kcaption.metrics import object_scores
+    from kcaption.evaluation.metrics import object_scores
 
     red_circle = ShapeObject("circle", "red", "small", (0, 0, 8, 8))
     blue_square = ShapeObject("square", "blue", "large", (20, 0, 40, 20))
@@ -118,7 +118,7 @@ def test_object_scores_worked_example():
 
 
 def test_masked_token_accuracy_ignores_null_targets():
-    from kcaption.metrics import MaskedTokenAccuracy
+    from kcaption.evaluation.metrics import MaskedTokenAccuracy
 
     metric = MaskedTokenAccuracy()
     targets = np.array([[3, 4, 0], [2, 0, 0]])
@@ -133,7 +133,7 @@ def test_grouped_steps_equal_the_plain_steps_on_repeated_images(name):
     import tensorflow as tf
 
     from kcaption.losses import TemporalSoftmaxLoss
-    from kcaption.metrics import MaskedTokenAccuracy
+    from kcaption.evaluation.metrics import MaskedTokenAccuracy
     from kcaption.models import build_captioner
 
     n, g, t, vocab_size = 3, 2, 6, 11

@@ -1,4 +1,4 @@
-"""Paper-style evaluation (kcaption.metrics): the scores against independent references, the COCO results file, the table.
+"""Paper-style evaluation (kcaption.evaluation.metrics): the scores against independent references, the COCO results file, the table.
 
 These run no METEOR (its JVM takes seconds to start): `java=False`, or a
 METEOR scorer stopped at once. tests/scale/test_paper_metrics_java.py scores
@@ -14,9 +14,9 @@ import warnings
 import numpy as np
 import pytest
 
-from kcaption import metrics
+from kcaption.evaluation import metrics
 from kcaption.errors import KcaptionWarning
-from kcaption.metrics import caption_scores, coco_results, format_scores, kit_tokenize, ptb_tokenize
+from kcaption.evaluation.metrics import caption_scores, coco_results, format_scores, kit_tokenize, ptb_tokenize
 
 needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="the PTB tokenizer and METEOR need Java")
 

@@ -92,7 +92,7 @@ def test_objects_right_wants_one_caption_per_record():
 
 
 def test_attention_example_says_whether_the_caption_is_right():
-    from kcaption.localization import attention_example
+    from kcaption.evaluation.localization import attention_example
 
     (record,) = load_shapes("val", n=1)
     right = record.captions[0].split()

@@ -13,7 +13,7 @@ def objects_right(records, captions):
     """Whether each caption names exactly its image's coloured shapes.
 
     The per-image verdict behind the "objects right" score of
-    `kcaption.metrics.object_scores`, for `caption_grid(correct=...)`: each
+    `kcaption.evaluation.metrics.object_scores`, for `caption_grid(correct=...)`: each
     (colour, shape) pair of the image named once, no other; sizes and places
     are not checked.
 
@@ -25,7 +25,7 @@ def objects_right(records, captions):
         One entry per record: True, False, or None for a record that does not
         know its objects (COCO).
     """
-    from kcaption.metrics import object_scores
+    from kcaption.evaluation.metrics import object_scores
 
     if len(records) != len(captions):
         raise ValueError(

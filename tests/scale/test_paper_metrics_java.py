@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from kcaption.metrics import caption_scores
+from kcaption.evaluation.metrics import caption_scores
 
 pytestmark = pytest.mark.skipif(shutil.which("java") is None, reason="METEOR and the PTB tokenizer need Java")
 

@@ -163,7 +163,7 @@ def test_sample_captions_puts_val_cider_in_the_logs_and_writes_them_to_tensorboa
 
     from kcaption.callbacks import SampleCaptions
     from kcaption.data import Vocabulary
-    from kcaption.metrics import caption_scores
+    from kcaption.evaluation.metrics import caption_scores
     from kcaption.models import build_captioner
 
     steps.require(["lstm.cell", "captioner.forward", "captioner.sample", "data.decode_captions"], "this test")
