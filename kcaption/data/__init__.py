@@ -11,7 +11,7 @@ or, with a frozen backbone's features cached once on disk (`FeatureStore`,
 `feature_dataset`), the same batches with features in place of the images.
 """
 
-from kcaption.data.coco import ReadReport, download_coco, export_shapes, read_coco
+from kcaption.data.coco import ReadReport, download_coco, export_shapes, read_caption_folder, read_coco
 from kcaption.data.features import FeatureCache, FeatureStore, feature_dataset
 from kcaption.data.pipeline import EncodeReport, encode_captions, image_dataset, make_dataset
 from kcaption.data.records import CaptionRecord, ShapeObject
@@ -50,6 +50,7 @@ __all__ = [
     "load_shapes",
     "make_dataset",
     "make_shapes",
+    "read_caption_folder",
     "read_coco",
     "tf_tokenize",
     "tokenize",

@@ -186,6 +186,49 @@ def _garbage_collection_paused():
             gc.enable()
 
 
+def read_caption_folder(root, captions=None, images=None, check_images=True):
+    """Read any COCO-format captions folder into records: one captions file and its images.
+
+    An outside test set in COCO's format (e.g. NICE, nocaps' validation set, a
+    folder of your own photos with captions) is scored this way:
+
+        root/captions.json   {"images": [{"id", "file_name"}], "annotations": [{"image_id", "caption"}]}
+        root/images/...      the image files, by `file_name`
+
+    Args:
+        root: the folder.
+        captions: the captions file (default: the one .json file in root, or
+            else in root/annotations).
+        images: the folder `file_name` is relative to (default: root/images
+            when it is a folder, else root).
+        check_images: as in `read_coco`.
+
+    Returns:
+        (records, report), as `read_coco`. Bad input is reported as there.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder; expected a folder with a captions JSON and its images.")
+    path = Path(captions) if captions is not None else _only_json(root)
+    image_dir = Path(images) if images is not None else (root / "images" if (root / "images").is_dir() else root)
+    with _garbage_collection_paused():
+        return _records(*_official_items(path, image_dir), check_images)
+
+
+def _only_json(root):
+    """The one .json file of `root` (else of root/annotations), or a ValueError naming what was found."""
+    for folder in (root, root / "annotations"):
+        found = sorted(folder.glob("*.json")) if folder.is_dir() else []
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise ValueError(
+                f"{folder} holds {len(found)} .json files ({', '.join(p.name for p in found[:5])}); pass the "
+                "captions file (--captions FILE)."
+            )
+    raise FileNotFoundError(f"{root}: no captions file (*.json) in it or in {root / 'annotations'}.")
+
+
 def _read_coco(root, split, karpathy_split, karpathy_file, check_images):
     if karpathy_split is None:
         path = root / "annotations" / f"captions_{split}.json"
@@ -193,6 +236,11 @@ def _read_coco(root, split, karpathy_split, karpathy_file, check_images):
     else:
         path = Path(karpathy_file) if karpathy_file is not None else root / "dataset_coco.json"
         items, report = _karpathy_items(path, root, karpathy_split)
+    return _records(items, report, check_images)
+
+
+def _records(items, report, check_images):
+    """Records of the (image_id, folder, file name, captions) `items` whose image is there and readable."""
     paths = [os.path.join(folder, name) for _, folder, name, _ in items]  # str: Paths cost seconds
     records = []
     for (image_id, _, name, captions), path, problem in zip(
