@@ -15,7 +15,14 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from kcaption.data import Vocabulary, encode_captions, export_shapes, make_shapes, read_coco
+from kcaption.data import (
+    Vocabulary,
+    encode_captions,
+    export_shapes,
+    make_shapes,
+    read_caption_folder,
+    read_coco,
+)
 from kcaption.data.records import (
     IMAGE_FORMATS,
     CaptionRecord,
@@ -274,3 +281,39 @@ def test_vocabulary_build_counts_as_tokenize_does_one_caption_at_a_time():
     assert Vocabulary.build(iter(captions), min_count=1500).words[4:] == [
         w for w in expected if counts[w] >= 1500
     ]
+
+
+# ---------------------------------------------------------------- any COCO-format folder
+
+
+def _outside_test_set(coco_dir, tmp_path, images="images", name="captions.json"):
+    """A NICE-style folder made from the export: DIR/<name> and the val2014 images in DIR/<images>."""
+    folder = tmp_path / "outside"
+    (folder / images if images else folder).mkdir(parents=True)
+    for path in (coco_dir / "val2014").iterdir():
+        (folder / images / path.name if images else folder / path.name).write_bytes(path.read_bytes())
+    (folder / name).write_text((coco_dir / "annotations" / "captions_val2014.json").read_text())
+    return folder
+
+
+@pytest.mark.parametrize("images", ["images", ""])
+def test_read_caption_folder_finds_the_captions_file_and_the_images(coco_dir, tmp_path, images):
+    expected, _ = read_coco(coco_dir, "val2014")
+    folder = _outside_test_set(coco_dir, tmp_path, images=images)
+    records, report = read_caption_folder(folder)
+    assert report.clean and _ids(records) == _ids(expected) == ["5", "6", "7"]
+    assert [r.captions for r in records] == [r.captions for r in expected]
+    assert all(Image.open(r.image).size == (32, 32) for r in records)
+
+
+def test_read_caption_folder_asks_which_captions_file_when_there_are_two(coco_dir, tmp_path):
+    folder = _outside_test_set(coco_dir, tmp_path)
+    (folder / "other.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"holds 2 \.json files \(captions\.json, other\.json\).*--captions"):
+        read_caption_folder(folder)
+    records, _ = read_caption_folder(folder, captions=folder / "captions.json")
+    assert len(records) == 3
+    with pytest.raises(FileNotFoundError, match="no captions file"):
+        read_caption_folder(folder / "images")
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        read_caption_folder(tmp_path / "nowhere")
