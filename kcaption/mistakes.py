@@ -12,6 +12,8 @@ hold the same math in NumPy; no reference body of a step is here). A mistake
 that gives the right answer on some inputs is never shown for them.
 """
 
+from collections import Counter
+
 import numpy as np
 
 NULL, START, END = 0, 1, 2  # kcaption.data.vocab's ids; importing it would import TensorFlow (the data package)
@@ -332,4 +334,67 @@ def multi_head_attention(query, value, weights, num_heads, key=None, attention_m
         mistakes["the mask is ignored?"] = run(mask_scores=False, mask_weights=False)
         mistakes["masked only after the softmax: the masked scores must be -1e9 before it, so each row "
                  "renormalises over the keys it may see."] = run(mask_scores=False)
+    return mistakes
+
+
+# --- metrics.cider_d -----------------------------------------------------------------
+
+
+def _cider(references, candidates, clip=True, penalty_denominator=2 * 6.0**2, times=10.0, n_mean=True,
+           ref_mean=True, df_from="references", df_per_image=True, log_df=lambda df: np.log(max(1.0, df))):
+    """CIDEr-D's per-image scores, each argument one choice of the math (the defaults are right)."""
+    references = [[r.lower().split() for r in group] for group in references]
+    candidates = [c.lower().split() for c in candidates]
+
+    def grams(words):
+        return Counter(tuple(words[i : i + n]) for n in range(1, 5) for i in range(len(words) - n + 1))
+
+    df = Counter()
+    for group in [[c] for c in candidates] if df_from == "candidates" else references:
+        found = [g for words in group for g in grams(words)]  # once per reference
+        df.update(set(found) if df_per_image else found)
+    log_n = np.log(len(references))
+
+    def vectors(words):
+        vecs = [{} for _ in range(4)]
+        for g, tf in grams(words).items():
+            vecs[len(g) - 1][g] = tf * (log_n - log_df(df[g]))
+        return vecs, [np.sqrt(sum(w * w for w in v.values())) for v in vecs]
+
+    scores = []
+    for group, words in zip(references, candidates):
+        vec_c, norm_c = vectors(words)
+        total = 0.0
+        for ref in group:
+            vec_s, norm_s = vectors(ref)
+            penalty = np.exp(-((len(words) - len(ref)) ** 2) / penalty_denominator) if penalty_denominator else 1.0
+            for n in range(4):
+                if norm_c[n] > 0 and norm_s[n] > 0:
+                    dot = sum((min(w, vec_s[n].get(g, 0.0)) if clip else w) * vec_s[n].get(g, 0.0)
+                              for g, w in vec_c[n].items())
+                    total += dot / (norm_c[n] * norm_s[n]) * penalty
+        scores.append(times * total / (4 if n_mean else 1) / (len(group) if ref_mean else 1))
+    return np.array(scores)
+
+
+def cider_d(references, candidates):
+    """Mistakes of `cider_d` (df from the references scored): str captions -> per-image scores (N,)."""
+    mistakes = {
+        "counts are not clipped: a word the candidate says more often than the reference matches at most "
+        "min(v_c, v_s).": _cider(references, candidates, clip=False),
+        "no length penalty: each reference's similarity is times exp(-(len(c) - len(s))**2 / (2 sigma**2)).":
+            _cider(references, candidates, penalty_denominator=None),
+        "the length penalty divides by 2 sigma, not 2 sigma**2 (sigma = 6).":
+            _cider(references, candidates, penalty_denominator=2 * 6.0),
+        "10 times too small: CIDEr-D is 10 times the mean similarity.": _cider(references, candidates, times=1.0),
+        "summed over n = 1..4: average over the 4 n-gram sizes.": _cider(references, candidates, n_mean=False),
+        "summed over the references: average over them.": _cider(references, candidates, ref_mean=False),
+        "document frequencies counted over the candidates: df(w) counts the images whose references contain w.":
+            _cider(references, candidates, df_from="candidates"),
+        "df counts each reference that has the n-gram: count each image once (the set of its references' "
+        "n-grams).":
+            _cider(references, candidates, df_per_image=False),
+        "idf with log(df + 1): the official code takes log(max(1, df)).":
+            _cider(references, candidates, log_df=lambda df: np.log(df + 1.0)),
+    }
     return mistakes

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from kcaption import mistakes
 from kcaption.evaluation.cider import DocumentFrequency, cider_d
 from kcaption.testing import assert_close
 
@@ -76,6 +77,7 @@ def test_cider_d_matches_pycocoevalcap(student, corpus):
     assert isinstance(per_image, np.ndarray) and per_image.dtype == np.float64, \
         f"per_image is a float64 NumPy array. Received: {per_image!r}"
     assert_close(per_image, expected_per_image, atol=1e-6, rtol=0, what="per-image CIDEr-D",
+                 mistakes=mistakes.cider_d(references, candidates),
                  hint="it must equal pycocoevalcap's Cider (the official CIDEr-D code) image by image.")
     assert_close(corpus_score, expected_score, atol=1e-6, rtol=0, what="corpus CIDEr-D",
                  hint="the corpus score is the mean of the per-image scores.")
@@ -100,6 +102,7 @@ def test_cider_d_by_hand(student):
     expected = np.array([image_a, 5.0])
     got_score, got_per_image = student.run(score, references, candidates)
     assert_close(got_per_image, expected, atol=1e-9, rtol=0, what="per-image CIDEr-D",
+                 mistakes=mistakes.cider_d(references, candidates),
                  hint="clipped counts min(v_c, v_s), norms of the unclipped vectors, length penalty with sigma 6, x10.")
     assert_close(got_score, expected.mean(), atol=1e-9, rtol=0, what="corpus CIDEr-D")
 
