@@ -188,6 +188,7 @@ def bad_dicts(references, candidates):
 @pytest.mark.parametrize("references, candidates, match", [
     ([["a cat"], ["a dog"]], ["a cat"], r"2 reference lists and 1 candidates"),
     ([], [], r"at least one image"),
+    ("a cat", ["a cat"], r"references='a cat'"),
     ([["a cat"], []], ["a cat", "a dog"], r"references\[1\]=\[\]"),
     ([["a cat"], "a dog"], ["a cat", "a dog"], r"references\[1\]='a dog'"),
     ([["a cat"], ["a dog"]], ["a cat", ""], r"candidates\[1\]=''"),

@@ -86,21 +86,23 @@ def _tokens(caption, where):
     return tokens
 
 
-def _check_references(references, name="references"):
+def _check_references(references):
     """(one list of token lists per image, the image ids or None) from a list or a dict of reference lists."""
     if isinstance(references, dict):
         ids, groups = list(references), list(references.values())
-        where = [f"{name}[{i!r}]" for i in ids]
+        where = [f"references[{i!r}]" for i in ids]
     elif isinstance(references, (list, tuple)):
         ids, groups = None, list(references)
-        where = [f"{name}[{k}]" for k in range(len(groups))]
+        where = [f"references[{k}]" for k in range(len(groups))]
     else:
-        raise ValueError(f"cider_d: {name} is a list or a dict of lists of captions. Received: {name}={references!r}")
+        raise ValueError(
+            f"cider_d: references is a list or a dict of lists of captions. Received: references={references!r}"
+        )
     if not groups:
-        raise ValueError(f"cider_d needs at least one image. Received: {name}={references!r}")
+        raise ValueError(f"cider_d needs at least one image. Received: references={references!r}")
     checked = []
     for group, at in zip(groups, where):
-        if not isinstance(group, (list, tuple)) or not group or isinstance(group, str):
+        if not isinstance(group, (list, tuple)) or not group:
             raise ValueError(f"cider_d needs a non-empty list of reference captions per image. Received: {at}={group!r}")
         checked.append([_tokens(r, f"{at}[{j}]") for j, r in enumerate(group)])
     return checked, ids
