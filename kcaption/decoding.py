@@ -18,6 +18,7 @@ over a next_logits that filters the logits and adds Gumbel noise).
 import functools
 import numbers
 
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -171,9 +172,11 @@ def sample_search(next_logits, state, start_tokens, max_length, temperature=1.0,
         top_k: None, or keep only the k most likely words (ties at the k-th
             score are kept too).
         top_p: None, or a float in (0, 1]: keep the smallest set of most
-            likely words whose probability reaches p (after the temperature;
-            keras_hub's TopPSampler keeps one more word only when the mass of
-            the words before it equals p exactly).
+            likely words whose probability reaches p, computed after the
+            temperature and on the top-k words renormalised (as Hugging
+            Face's TopK then TopP warpers; keras_hub's TopPSampler with `k`
+            sums the top-k probabilities without renormalising them, and keeps
+            one more word when the mass before it equals p exactly).
         seed: an int, or an int scalar tensor (so that a compiled caller
             does not retrace for every seed); the same seed gives the same
             captions, eager or compiled. None draws a fresh seed per call.
@@ -198,7 +201,7 @@ def sample_search(next_logits, state, start_tokens, max_length, temperature=1.0,
         logits, inner = next_logits(tokens, inner)
         logits = filter_logits(ops.cast(logits, "float32") / temperature, top_k, top_p)
         now, pair = tf.unstack(tf.random.split(pair, 2))  # this step's seed, the next steps'
-        tiny = float(tf.float32.tiny)  # u > 0, so -log(u) < inf and g is finite
+        tiny = float(np.finfo("float32").tiny)  # u > 0, so -log(u) < inf and g is finite
         u = tf.random.stateless_uniform(ops.shape(logits), now, minval=tiny, maxval=1.0)
         return logits - ops.log(-ops.log(u)), (inner, pair)
 
