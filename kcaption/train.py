@@ -216,30 +216,45 @@ def load_splits(data="shapes", root=None, small=False, image_size=IMAGE_SIZE, ka
     return Splits(train, val, held_out=held_out)
 
 
-def _check_data(data, root):
-    if data not in ("shapes", "coco"):
-        raise InputError(f"`data` must be 'shapes' or 'coco'. Received: data={data!r}")
-    if data == "coco" and root is None:
-        raise InputError("--data coco needs --root DIR, the COCO folder (see `kcaption download-coco`).")
-    if data == "coco" and not Path(root).is_dir():
-        raise MissingFileError(f"--root {root}: no such folder; expected the COCO folder (see `kcaption download-coco`).")
+def _check_data(data, root, choices=("shapes", "coco")):
+    if data not in choices:
+        raise InputError(f"`data` must be one of {', '.join(map(repr, choices))}. Received: data={data!r}")
+    folder = "the COCO folder (see `kcaption download-coco`)" if data == "coco" else \
+        "a COCO-format folder (a captions JSON and its images)"
+    if data != "shapes" and root is None:
+        raise InputError(f"--data {data} needs --root DIR, {folder}.")
+    if data != "shapes" and not Path(root).is_dir():
+        raise MissingFileError(f"--root {root}: no such folder; expected {folder}.")
     if data == "shapes" and root is not None:
-        raise InputError(f"--root is the COCO folder, for --data coco only; the shapes data is built in. Received: root={root!r}")
+        raise InputError(f"--root is the images' folder, for --data coco or folder; the shapes data is built in. "
+                         f"Received: root={root!r}")
 
 
 def _read_coco(root, split=None, karpathy=None, karpathy_split=None):
     """read_coco's records, with its messages about the folder raised as a UsageError."""
     from kcaption.data import read_coco
 
+    return _read_records(lambda: read_coco(root, split, karpathy_split=karpathy_split, karpathy_file=karpathy),
+                         f"COCO {karpathy_split or split}", root)
+
+
+def _read_folder(root, captions=None):
+    """read_caption_folder's records, with its messages about the folder raised as a UsageError."""
+    from kcaption.data import read_caption_folder
+
+    return _read_records(lambda: read_caption_folder(root, captions=captions), f"Folder {root}", root)
+
+
+def _read_records(read, what, root):
     try:
-        records, report = read_coco(root, split, karpathy_split=karpathy_split, karpathy_file=karpathy)
+        records, report = read()
     except FileNotFoundError as error:
         raise MissingFileError(str(error)) from error
     except ValueError as error:
         raise InputError(str(error)) from error
-    print(f"COCO {karpathy_split or split}: {report}")
+    print(f"{what}: {report}")
     if not records:
-        raise InputError(f"{root}: the COCO split {karpathy_split or split} has no usable image ({report}).")
+        raise InputError(f"{root}: {what} has no usable image ({report}).")
     return records
 
 
@@ -274,8 +289,8 @@ def compile_captioner(model, learning_rate=2e-3, jit_compile=True, steps_per_exe
             (fewer Python round trips: it matters on a GPU, where a step is short).
         optimizer: another optimizer instead (e.g. `kcaption.optim.make_optimizer`'s schedule).
     """
-    from kcaption.losses import TemporalSoftmaxLoss
     from kcaption.evaluation.metrics import MaskedTokenAccuracy
+    from kcaption.losses import TemporalSoftmaxLoss
 
     model.compile(
         optimizer=optimizer or keras.optimizers.Adam(learning_rate, clipnorm=5.0),
@@ -287,23 +302,27 @@ def compile_captioner(model, learning_rate=2e-3, jit_compile=True, steps_per_exe
     return model
 
 
-def generate(model, records, vocab, batch_size=64, image_size=IMAGE_SIZE, max_length=MAX_LENGTH - 1, inputs=None):
-    """Greedy captions (str) for `records`' images, in order.
+def generate(model, records, vocab, batch_size=64, image_size=IMAGE_SIZE, max_length=MAX_LENGTH - 1, inputs=None,
+             decoding=None):
+    """Captions (str) for `records`' images, in order: greedy, or as `decoding` says.
 
     Args:
         inputs: a dataset of what `model.sample` takes, batched in record order
             (e.g. cached features); default: the records' images.
+        decoding: None (greedy), or `model.sample`'s decoding arguments, e.g.
+            `{"beam_width": 3, "length_penalty": 0.6}`.
     """
     if inputs is None:
         inputs = image_dataset(records, batch_size=batch_size, image_size=image_size)
     captions = []
     for batch in inputs:
-        ids = model.sample(batch, max_length=max_length)
+        ids = model.sample(batch, max_length=max_length, **(decoding or {}))
         captions += [vocab.decode(row) for row in np.asarray(ids)]
     return captions
 
 
-def score(model, records, vocab, batch_size=64, image_size=IMAGE_SIZE, data=None, inputs=None, java=False):
+def score(model, records, vocab, batch_size=64, image_size=IMAGE_SIZE, data=None, inputs=None, java=False,
+          decoding=None):
     """Metrics on held-out `records`: loss, token accuracy (teacher forcing), caption scores.
 
     Args:
@@ -312,6 +331,7 @@ def score(model, records, vocab, batch_size=64, image_size=IMAGE_SIZE, data=None
         java: the Java tools (the PTB tokenizer, METEOR; ~10 s of start-up): used on COCO,
             whose captions have punctuation; shapes captions have none, so the Python
             tokenizer gives the same scores there.
+        decoding: as in `generate`.
     """
     from kcaption.evaluation.metrics import caption_scores, object_scores
 
@@ -319,7 +339,7 @@ def score(model, records, vocab, batch_size=64, image_size=IMAGE_SIZE, data=None
         data = make_dataset(records, vocab, batch_size=batch_size, image_size=image_size, max_length=MAX_LENGTH,
                             too_long="skip")
     loss, accuracy = model.evaluate(data, verbose=0)
-    generated = generate(model, records, vocab, batch_size, image_size, inputs=inputs)
+    generated = generate(model, records, vocab, batch_size, image_size, inputs=inputs, decoding=decoding)
     scores = caption_scores([r.captions for r in records], generated, java=java)
     if all(r.objects is not None for r in records):  # shapes: did it name the right objects?
         scores.update(object_scores([r.objects for r in records], generated))
@@ -715,7 +735,8 @@ def load_run(model_path):
 
 
 def _load_model(run):
-    from kcaption import losses, metrics, models  # noqa: F401 (registers the classes load_model needs)
+    from kcaption import losses, models  # noqa: F401 (registers the classes load_model needs)
+    from kcaption.evaluation import metrics  # noqa: F401
 
     try:
         return keras.models.load_model(run.model_path)
@@ -756,62 +777,102 @@ def _first_line(error):
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
-def evaluate(model_path, data="shapes", root=None, split=None, out=None, karpathy=None):
+def evaluate(model_path, data="shapes", root=None, split=None, out=None, karpathy=None, captions=None,
+             decoding=None):
     """Score a saved model on a held-out split, as papers report it; print the table, write the files.
 
     Writes `out`/metrics.json (the scores: BLEU-1..4, METEOR, ROUGE-L, CIDEr-D;
-    loss and token accuracy; on shapes, objects right) and `out`/results.json
-    (the captions as a COCO results file, `[{"image_id", "caption"}]`, what the
-    official evaluation server takes).
+    loss and token accuracy; on shapes, objects right; how it decoded) and
+    `out`/results.json (the captions as a COCO results file, `[{"image_id",
+    "caption"}]`, what the official evaluation server takes).
 
     Args:
         model_path: a model.keras written by `kcaption train`.
-        data: "shapes" or "coco".
-        root: the COCO folder (with data="coco").
+        data: "shapes", "coco", or "folder": any COCO-format folder (a captions
+            JSON and its images, e.g. an outside test set such as NICE; see
+            `kcaption.data.read_caption_folder`).
+        root: the COCO folder (data="coco") or the folder (data="folder").
         split: shapes: "train", "val" or "test" (default: test; `kcaption train`
             reports on val). COCO: a Karpathy split ("test", "val", "train",
             "restval"; default: test when the Karpathy file is there) or an
-            official one ("val2014", the default otherwise).
-        out: the folder to write (default: beside the model, eval-<data>-<split>/).
+            official one ("val2014", the default otherwise). Not for a folder.
+        out: the folder to write (default: beside the model,
+            eval-<data>-<split>[-beam<k>|-sampled]/).
         karpathy: the Karpathy split file (default: ROOT/dataset_coco.json).
+        captions: data="folder": its captions file (default: the one .json in ROOT).
+        decoding: None (greedy), or `Captioner.sample`'s decoding arguments,
+            e.g. `{"beam_width": 3, "length_penalty": 0.6}`.
     """
     from kcaption.data.coco import KARPATHY_SPLITS
     from kcaption.evaluation.metrics import format_scores, write_coco_results
 
-    _check_data(data, root)
+    _check_data(data, root, choices=("shapes", "coco", "folder"))
     if data == "coco":
         karpathy = karpathy or (str(Path(root) / "dataset_coco.json") if (Path(root) / "dataset_coco.json").is_file()
                                 else None)
-    split = split or ("test" if data == "shapes" or karpathy else "val2014")
+    if data == "folder" and split is not None:
+        raise InputError(f"--split is for shapes and coco; a folder is scored whole. Received: split={split!r}")
+    if captions is not None and data != "folder":
+        raise InputError(f"--captions names a folder's captions file, with --data folder. Received: data={data!r}")
+    split = split or {"shapes": "test", "folder": Path(root or ".").name}.get(data) or ("test" if karpathy else "val2014")
     if data == "shapes" and split not in SHAPES_SPLITS:
         raise InputError(f"--split must be one of {sorted(SHAPES_SPLITS)} for the shapes data. Received: split={split!r}")
     if data == "coco" and split in KARPATHY_SPLITS and karpathy is None:
         raise MissingFileError(f"--split {split} is a Karpathy split, and {Path(root) / 'dataset_coco.json'} is "
                                "not there; pass --karpathy FILE, or an official split such as val2014.")
     run = inspect_run(model_path)
-    out = Path(out) if out is not None else run.model_path.parent / f"eval-{data}-{split}"
+    out = Path(out) if out is not None else run.model_path.parent / f"eval-{data}-{split}{decoding_suffix(decoding)}"
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; expected a folder to write metrics.json and results.json into.")
-    steps.require(REQUIRED_STEPS[run.model], f"kcaption evaluate with a saved {run.model} model")
+    steps.require(REQUIRED_STEPS[run.model] + decoding_steps(decoding), f"kcaption evaluate with a saved {run.model} model")
     _warn_if_partial(run)
     vocab = _load_vocabulary(run)
     if data == "shapes":
         records = load_shapes(split, image_size=run.image_size)
+    elif data == "folder":
+        records = _read_folder(root, captions)
     elif split in KARPATHY_SPLITS:
         records = _read_coco(root, karpathy=karpathy, karpathy_split=split)
     else:
         records = _read_coco(root, split)
     model = _load_model(run)
     compile_captioner(model)
-    metrics, generated = score(model, records, vocab, image_size=run.image_size, java=data == "coco")
-    metrics.update({"data": data, "split": split})
+    metrics, generated = score(model, records, vocab, image_size=run.image_size, java=data != "shapes",
+                               decoding=decoding)
+    metrics.update({"data": data, "split": split, "decoding": decoding_name(decoding)})
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     write_coco_results(out / "results.json", [r.image_id for r in records], generated)
-    print(f"{run.model_path} on {data} {split} ({len(records)} images):")
+    where = f"{root}" if data == "folder" else f"{data} {split}"
+    print(f"{run.model_path} on {where} ({len(records)} images, {decoding_name(decoding)}):")
     print(format_scores(metrics))
     print(f"Wrote {out / 'metrics.json'} and {out / 'results.json'} (a COCO results file).")
     return metrics
+
+
+def decoding_name(decoding):
+    """How captions were decoded, in words: "greedy", "beam search (k=3, length penalty 0.6)", "sampling (...)"."""
+    decoding = {k: v for k, v in (decoding or {}).items() if v is not None}
+    beam = decoding.pop("beam_width", 1)
+    penalty = decoding.pop("length_penalty", 0.0)
+    if beam > 1:
+        return f"beam search (k={beam}" + (f", length penalty {penalty:g})" if penalty else ")")
+    if decoding:
+        return "sampling (" + ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in decoding.items()) + ")"
+    return "greedy"
+
+
+def decoding_suffix(decoding):
+    """The part of an output folder's name that says how it decoded: "", "-beam3", "-sampled"."""
+    name = decoding_name(decoding)
+    if name.startswith("beam"):
+        return f"-beam{decoding['beam_width']}"
+    return "" if name == "greedy" else "-sampled"
+
+
+def decoding_steps(decoding):
+    """The graded steps a decoding needs beyond greedy's: beam search's."""
+    return ["decoding.beam_search"] if (decoding or {}).get("beam_width", 1) > 1 else []
 
 
 def _warn_if_partial(run):
@@ -826,8 +887,13 @@ def _warn_if_partial(run):
         )
 
 
-def caption_images(model_path, images):
-    """Print a greedy caption for each image file; report the files that cannot be read and caption the rest.
+def caption_images(model_path, images, decoding=None, attention=None):
+    """Print a caption for each image file; report the files that cannot be read and caption the rest.
+
+    Captions are greedy, or as `decoding` says (`Captioner.sample`'s decoding
+    arguments, e.g. `{"beam_width": 3}`). With `attention` (a PNG path), an
+    attention captioner also draws where it looked for each word of the first
+    readable image's caption.
 
     Warns (one line for all the images) when images differ from the training
     images: when their size is not the training size (they are resized, which
@@ -848,7 +914,10 @@ def caption_images(model_path, images):
     run = inspect_run(model_path)
     if run.image_size is None:
         raise InputError(f"{run.model_path} was trained on precomputed features; it cannot caption image files.")
-    steps.require(SAMPLE_STEPS[run.model], f"kcaption caption with a saved {run.model} model")
+    if attention is not None and run.model not in ("attn", "transformer"):
+        raise InputError(f"--attention draws an attention captioner's weights; {run.model_path} is a {run.model} "
+                         "model, which has none (attn and transformer models do).")
+    steps.require(SAMPLE_STEPS[run.model] + decoding_steps(decoding), f"kcaption caption with a saved {run.model} model")
     _warn_if_partial(run)
     vocab = _load_vocabulary(run)
     decoded = {}
@@ -864,10 +933,23 @@ def caption_images(model_path, images):
     from kcaption.data import CaptionRecord
 
     records = [CaptionRecord(str(path), str(path), []) for path in decoded]
-    captions = dict(zip(decoded, generate(model, records, vocab, image_size=run.image_size)))
+    captions = dict(zip(decoded, generate(model, records, vocab, image_size=run.image_size, decoding=decoding)))
     for path in decoded:
         print(f"{path}: {captions[path]}")
+    if attention is not None:
+        _draw_attention(model, records[0], captions[next(iter(decoded))], vocab, run.image_size, attention)
     return [captions.get(path) for path in images]
+
+
+def _draw_attention(model, record, caption, vocab, image_size, path):
+    """Draw where `model` looked for each word of `caption`, its caption of `record`'s image."""
+    from kcaption.viz.attention import attention_overlay, caption_attention
+
+    (image,) = next(iter(image_dataset([record], batch_size=1, image_size=image_size)))
+    ids = np.asarray(vocab.encode(caption))[None, 1:]  # the words and <END>, as decoded
+    weights = caption_attention(model, image[None], ids)[0]
+    attention_overlay(np.asarray(image), caption.split(), weights, path=path, title=f"{record.image_id}: {caption}")
+    print(f"Wrote {path}: where it looked for each word.")
 
 
 def read_image(path):

@@ -132,8 +132,8 @@ def test_grouped_steps_equal_the_plain_steps_on_repeated_images(name):
     """A grouped batch (each image once, G captions) must train and score like the N * G plain examples."""
     import tensorflow as tf
 
-    from kcaption.losses import TemporalSoftmaxLoss
     from kcaption.evaluation.metrics import MaskedTokenAccuracy
+    from kcaption.losses import TemporalSoftmaxLoss
     from kcaption.models import build_captioner
 
     n, g, t, vocab_size = 3, 2, 6, 11

@@ -14,9 +14,15 @@ import warnings
 import numpy as np
 import pytest
 
-from kcaption.evaluation import metrics
 from kcaption.errors import KcaptionWarning
-from kcaption.evaluation.metrics import caption_scores, coco_results, format_scores, kit_tokenize, ptb_tokenize
+from kcaption.evaluation import metrics
+from kcaption.evaluation.metrics import (
+    caption_scores,
+    coco_results,
+    format_scores,
+    kit_tokenize,
+    ptb_tokenize,
+)
 
 needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="the PTB tokenizer and METEOR need Java")
 

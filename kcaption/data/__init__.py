@@ -11,7 +11,13 @@ or, with a frozen backbone's features cached once on disk (`FeatureStore`,
 `feature_dataset`), the same batches with features in place of the images.
 """
 
-from kcaption.data.coco import ReadReport, download_coco, export_shapes, read_caption_folder, read_coco
+from kcaption.data.coco import (
+    ReadReport,
+    download_coco,
+    export_shapes,
+    read_caption_folder,
+    read_coco,
+)
 from kcaption.data.features import FeatureCache, FeatureStore, feature_dataset
 from kcaption.data.pipeline import EncodeReport, encode_captions, image_dataset, make_dataset
 from kcaption.data.records import CaptionRecord, ShapeObject
