@@ -4,7 +4,9 @@ A caption is written left to right, so while training on whole captions at
 once (teacher forcing) each word may only look at the words before it: the
 causal mask. The image comes in through cross-attention to a memory sequence
 of image features. Post-norm residual blocks, as in the original paper and
-keras_hub's TransformerDecoder (normalize_first=False).
+keras_hub's TransformerDecoder (normalize_first=False). While decoding, the
+layer runs one new position at a time over a cache of the earlier positions'
+self-attention keys and values (`decode_step`), instead of the whole prefix.
 """
 
 import keras
@@ -93,15 +95,18 @@ class TransformerDecoderLayer(keras.layers.Layer):
         self.feedforward_dim = feedforward_dim
         self.dropout = dropout
         # Sub-layers in keras_hub.layers.TransformerDecoder's order, so the two
-        # get_weights() lists line up; epsilon as there too.
-        self.self_attention = MultiHeadAttention(embed_dim, num_heads, dropout, name="self_attention")
-        self.self_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="self_norm")
-        self.cross_attention = MultiHeadAttention(embed_dim, num_heads, dropout, name="cross_attention")
-        self.cross_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="cross_norm")
-        self.feedforward_hidden = keras.layers.Dense(feedforward_dim, activation="relu", name="ffn_hidden")
-        self.feedforward_output = keras.layers.Dense(embed_dim, name="ffn_output")
-        self.feedforward_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="ffn_norm")
-        self.dropout_layer = keras.layers.Dropout(dropout)
+        # get_weights() lists line up; epsilon as there too. They compute in this layer's dtype.
+        policy = self.dtype_policy
+        self.self_attention = MultiHeadAttention(embed_dim, num_heads, dropout, name="self_attention", dtype=policy)
+        self.self_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="self_norm", dtype=policy)
+        self.cross_attention = MultiHeadAttention(embed_dim, num_heads, dropout, name="cross_attention", dtype=policy)
+        self.cross_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="cross_norm", dtype=policy)
+        self.feedforward_hidden = keras.layers.Dense(
+            feedforward_dim, activation="relu", name="ffn_hidden", dtype=policy
+        )
+        self.feedforward_output = keras.layers.Dense(embed_dim, name="ffn_output", dtype=policy)
+        self.feedforward_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="ffn_norm", dtype=policy)
+        self.dropout_layer = keras.layers.Dropout(dropout, dtype=policy)
 
     def build(self, inputs_shape, memory_shape):
         self.self_attention.build(inputs_shape, inputs_shape)
@@ -163,6 +168,70 @@ class TransformerDecoderLayer(keras.layers.Layer):
         raise NotImplementedError(
             "TODO transformer.decoder_layer: implement TransformerDecoderLayer.call in "
             "kcaption/layers/transformer.py (lesson 06_transformer)"
+        )
+
+    @graded("transformer.kv_cache", lesson="07_decode_and_evaluate", points=3)
+    def decode_step(self, inputs, memory, cache):
+        """One decoding step with a key/value cache: the layer at one new position.
+
+        `call` on the whole caption so far, read at its last position, gives
+        the same output; but `call` re-runs all t + 1 positions through every
+        projection, O(t E^2 + t^2 E) per step. The causal mask makes a cache
+        exact: no position ever attends to a later one, so the keys and values
+        of the earlier positions never change. Keep them, and run only the new
+        position: O(E^2) for its projections and O(t E) for its attention.
+
+        Math (inference only: no dropout; P = self.self_attention, h heads of
+        d = E / h dimensions; keys, values = cache):
+            Self-attention block, the new position only:
+                q = inputs P.Wq + P.bq,  k = inputs P.Wk + P.bk,
+                v = inputs P.Wv + P.bv                                    (N, 1, E)
+                keys = [keys; k],  values = [values; v]  (along time)   (N, t+1, E)
+                split q, keys and values into heads                      (N, *, h, d)
+                scores[n, i, s] = q[n, i] . keys[n, s, i] / sqrt(d)      (N, h, 1, t+1)
+                weights = softmax(scores over s)   (no mask: every key is at or before the query)
+                heads[n, i] = sum_s weights[n, i, s] values[n, s, i]     (N, 1, h, d)
+                x = self_norm(inputs + (concat(heads) P.Wo + P.bo))      (N, 1, E)
+            Cross-attention block, as in `call` (the memory's keys and values
+            are projected again at every step: O(L E^2), not cached here):
+                x = cross_norm(x + cross_attention(x, memory))
+            Feed-forward block, as in `call`:
+                x = ffn_norm(x + ffn_output(ffn_hidden(x)))               (N, 1, E)
+
+        Args:
+            inputs: (N, 1, E), the new position: its word vector plus its
+                positional encoding, or the previous layer's output there.
+            memory: (N, L, E), the image features as a sequence.
+            cache: the pair (keys, values), each (N, t, E): this layer's
+                self-attention keys and values of the t earlier positions,
+                already projected (x P.Wk + P.bk, x P.Wv + P.bv); t = 0 at the
+                first step, (N, 0, E).
+
+        Returns:
+            The pair (x, (keys, values)): the new position's output (N, 1, E),
+            and the cache grown by this position, each (N, t+1, E).
+
+        Tools: self.self_attention's weights P.Wq, P.bq, P.Wk, P.bk, P.Wv,
+        P.bv, P.Wo, P.bo (each W (E, E), b (E,)), P.num_heads and P.head_dim;
+        self.cross_attention (call it as in `call`), self.self_norm,
+        self.cross_norm, self.feedforward_hidden, self.feedforward_output,
+        self.feedforward_norm.
+
+        Hints:
+            - Tools: `ops.matmul`, `ops.concatenate` (on axis 1, time),
+              `ops.reshape`, `ops.einsum`, `ops.softmax`, `ops.sqrt`,
+              `ops.cast`, `ops.shape` (N and t are tensors in a compiled graph).
+            - Split into heads as your MultiHeadAttention does: (N, T, E)
+              reshapes to (N, T, h, d), never straight to (N, h, T, d).
+            - The query is the new position's alone; the keys and values are
+              the whole grown cache, the new position included.
+            - Under mixed precision the weights are float32 variables while
+              `inputs` is float16: Keras casts them only inside a layer's
+              `call`, so cast them yourself with `ops.cast(w, inputs.dtype)`.
+        """
+        raise NotImplementedError(
+            "TODO transformer.kv_cache: implement TransformerDecoderLayer.decode_step in "
+            "kcaption/layers/transformer.py (lesson 07_decode_and_evaluate)"
         )
 
     def get_config(self):

@@ -1,5 +1,7 @@
 """The transformer captioner: image features as a memory, a causal decoder over the words."""
 
+import warnings
+
 import keras
 from keras import ops  # noqa: F401 (for your code in call)
 
@@ -137,21 +139,64 @@ class CaptioningTransformer(Captioner):
             "kcaption/models/captioning_transformer.py (lesson 06_transformer)"
         )
 
-    def _sample(self, images_or_features, max_length):
+    def start_decoding(self, images_or_features, use_cache=True):
+        """What a decoder of `kcaption.decoding` needs: (next_logits, state, start_tokens).
+
+        The image is encoded once; every tensor that belongs to one image is in
+        the state, row by row (a beam search repeats and reorders its rows),
+        and `next_logits(tokens, state) -> (logits (N, V), state)` holds none.
+
+        With `use_cache`, each step runs only the new word through the layers
+        (`TransformerDecoderLayer.decode_step`), over the cached keys and values
+        of the earlier words: the state is [memory (N, L, E), keys and values
+        of each layer (N, t, E)]. Without it, each step re-runs the whole
+        prefix, O(t) times the work at step t: the state is [features, the
+        tokens fed so far (N, t)].
+
+        Args:
+            images_or_features: what `call` takes first: images or features.
+            use_cache: decode with the key/value cache (True) or re-run the prefix.
+
+        Returns:
+            (next_logits, state, start_tokens), start_tokens int32 (N,) all `<START>`.
+        """
         features = self.encode(images_or_features, training=False)  # (N, L, C), computed once
         batch = ops.shape(features)[0]
+        start_tokens = ops.full((batch,), START, dtype="int32")
+        if not self.built:
+            self((features, start_tokens[:, None]), training=False)
+        if not use_cache:
+            return self._next_logits_rerun, [features, ops.zeros((batch, 0), "int32")], start_tokens
+        memory = self.feature_projection(features)  # (N, L, E)
+        # Every position's encoding, once: the layer adds PE to zeros (training=False: no dropout).
+        positions = self.positional_encoding(
+            ops.zeros((1, self.max_length, self.embed_dim), self.compute_dtype), training=False
+        )  # (1, max_length, E)
 
-        # The state is the prefix of tokens fed so far. Each step re-runs the
-        # whole decoder on it and keeps the last position's logits: O(T^2)
-        # work in all. A KV cache would keep every layer's keys and values of
-        # the earlier positions and feed in only the new token (O(T)).
-        def next_logits(tokens, prefix):
-            prefix = ops.concatenate([prefix, ops.expand_dims(tokens, 1)], axis=1)  # (N, t+1)
-            logits = self((features, prefix), training=False)  # (N, t+1, V)
-            return logits[:, -1], prefix
+        def next_logits(tokens, state):
+            memory, *cache = state
+            t = ops.shape(cache[0])[1]  # the positions cached so far: this word's position
+            x = self.embedding(tokens[:, None]) + positions[:, t : t + 1]  # (N, 1, E)
+            grown = []
+            with warnings.catch_warnings():
+                # At t = 0 the softmax is over one key: exactly 1, but Keras warns about an axis of size 1.
+                warnings.filterwarnings("ignore", message=r"You are using a softmax over axis .* has size 1")
+                for layer, keys, values in zip(self.decoder_layers, cache[0::2], cache[1::2]):
+                    x, (keys, values) = layer.decode_step(x, memory, (keys, values))  # (N, 1, E), (N, t+1, E)
+                    grown += [keys, values]
+            return self.output_projection(x)[:, 0], [memory, *grown]  # (N, V)
 
-        start = ops.full((batch,), START, dtype="int32")
-        return greedy_search(next_logits, ops.zeros((batch, 0), "int32"), start, max_length)
+        empty = ops.zeros((batch, 0, self.embed_dim), memory.dtype)  # no position cached yet
+        return next_logits, [memory, *[empty, empty] * self.num_layers], start_tokens
+
+    def _next_logits_rerun(self, tokens, state):
+        features, prefix = state
+        prefix = ops.concatenate([prefix, ops.expand_dims(tokens, 1)], axis=1)  # (N, t+1)
+        logits = self((features, prefix), training=False)  # (N, t+1, V)
+        return logits[:, -1], [features, prefix]
+
+    def _sample(self, images_or_features, max_length, use_cache=True):
+        return greedy_search(*self.start_decoding(images_or_features, use_cache), max_length)
 
     def sample(self, images_or_features, max_length=16, compiled=True):
         """Greedy captions as token ids (N, max_length); see `Captioner.sample`.

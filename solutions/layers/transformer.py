@@ -35,3 +35,27 @@ class TransformerDecoderLayer:
         if return_attention_scores:
             return x, cross_weights
         return x
+
+    def decode_step(self, inputs, memory, cache):
+        keys, values = cache
+        attention = self.self_attention
+        Wq, bq, Wk, bk, Wv, bv, Wo, bo = (ops.cast(w, inputs.dtype) for w in attention.weights)
+        N, h, d = ops.shape(inputs)[0], attention.num_heads, attention.head_dim
+
+        # Self-attention block: the new position's query over every key so far.
+        keys = ops.concatenate([keys, ops.matmul(inputs, Wk) + bk], axis=1)  # (N, t+1, E)
+        values = ops.concatenate([values, ops.matmul(inputs, Wv) + bv], axis=1)  # (N, t+1, E)
+        Q = ops.reshape(ops.matmul(inputs, Wq) + bq, (N, 1, h, d))
+        K = ops.reshape(keys, (N, -1, h, d))  # (N, t+1, h, d)
+        V = ops.reshape(values, (N, -1, h, d))
+        scores = ops.einsum("nqhd,nshd->nhqs", Q, K) / ops.sqrt(ops.cast(d, Q.dtype))  # (N, h, 1, t+1)
+        heads = ops.einsum("nhqs,nshd->nqhd", ops.softmax(scores, axis=-1), V)  # (N, 1, h, d)
+        attended = ops.matmul(ops.reshape(heads, (N, 1, h * d)), Wo) + bo  # (N, 1, E)
+        x = self.self_norm(inputs + attended)
+
+        # Cross-attention block.
+        x = self.cross_norm(x + self.cross_attention(x, memory))
+
+        # Feed-forward block.
+        x = self.feedforward_norm(x + self.feedforward_output(self.feedforward_hidden(x)))
+        return x, (keys, values)
