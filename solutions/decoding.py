@@ -29,8 +29,8 @@ def beam_search(next_logits, state, start_tokens, beam_width, max_length, length
     words = ops.zeros((n * k, 0), "int32")  # (M, t)
     offsets = ops.arange(n)[:, None] * k  # (n, 1): each image's first row
     for _ in range(max_length):
-        logits, state = next_logits(tokens, state)  # (M, V)
-        log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
+        logits_now, state = next_logits(tokens, state)  # (M, V)
+        log_probs = ops.log_softmax(ops.cast(logits_now, "float32"), axis=-1)
         vocab_size = ops.shape(log_probs)[-1]
         only_pad = ops.where(ops.arange(vocab_size) == pad_token, 0.0, -np.inf)  # (V,)
         log_probs = ops.where(done[:, None], only_pad[None, :], log_probs)
