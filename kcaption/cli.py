@@ -60,18 +60,45 @@ def _evaluate(args):
     from kcaption.train import evaluate
 
     evaluate(args.model_path, data=args.data, root=args.root, split=args.split, out=args.out,
-             karpathy=args.karpathy)
+             karpathy=args.karpathy, captions=args.captions, decoding=_decoding(args))
 
 
 def _caption(args):
     from kcaption.train import caption_images
 
-    captions = caption_images(args.model_path, args.images)
+    captions = caption_images(args.model_path, args.images, decoding=_decoding(args), attention=args.attention)
     failed = captions.count(None)
     if failed:
         print(f"kcaption caption: {failed} of {len(captions)} images could not be read (see above).", file=sys.stderr)
         return 1
     return 0
+
+
+def _compare(args):
+    from kcaption.evaluation.compare import compare
+
+    compare(args.runs, split=args.split, n=args.n, beam_width=args.beam_width, out=args.out)
+
+
+def _decoding(args):
+    """`Captioner.sample`'s decoding arguments from the command line, or None for greedy."""
+    from kcaption.errors import InputError
+
+    sampling = {name: getattr(args, name) for name in ("temperature", "top_k", "top_p")
+                if getattr(args, name) is not None}
+    if args.beam_width > 1 and sampling:
+        raise InputError("--beam-width searches for the most likely caption, --temperature/--top-k/--top-p draw "
+                         "a random one: pass one or the other.")
+    if args.seed is not None and not sampling:
+        raise InputError("--seed is for sampling (--temperature, --top-k or --top-p); greedy and beam search "
+                         "are deterministic.")
+    if args.length_penalty and args.beam_width == 1:
+        raise InputError("--length-penalty ranks the beams of a beam search: pass --beam-width K > 1 with it.")
+    if args.beam_width > 1:
+        return {"beam_width": args.beam_width, "length_penalty": args.length_penalty}
+    if sampling:
+        return {**sampling, "seed": args.seed}
+    return None
 
 
 def _export_shapes(args):
@@ -135,6 +162,28 @@ def int_at_least(low):
 positive_int = int_at_least(1)
 
 
+def fraction(text):
+    """An argparse type: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number. Received: {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1]. Received: {text}")
+    return value
+
+
+def non_negative_float(text):
+    """An argparse type: a number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number. Received: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0. Received: {text}")
+    return value
+
+
 def positive_float(text):
     """An argparse type: a number > 0."""
     try:
@@ -170,6 +219,22 @@ def data_arguments(p, data="shapes"):
     p.add_argument("--features", default=None,
                    help="the feature cache folder of a frozen backbone (default: ROOT/features); "
                         "none = train on the images")
+
+
+def decoding_arguments(p):
+    """How captions are decoded: greedy (the default), beam search, or sampling."""
+    p.add_argument("--beam-width", type=positive_int, default=1,
+                   help="beam search with this many beams (default: 1, greedy)")
+    p.add_argument("--length-penalty", type=non_negative_float, default=0.0,
+                   help="beam search: rank beams by log-probability / ((5 + length) / 6) ** ALPHA, GNMT's "
+                        "penalty; 0 ranks by log-probability, which favours short captions (default: 0)")
+    p.add_argument("--temperature", type=positive_float, default=None,
+                   help="sample each word from softmax(logits / T) instead of taking the most likely one")
+    p.add_argument("--top-k", type=positive_int, default=None, help="sample among the K most likely words only")
+    p.add_argument("--top-p", type=fraction, default=None,
+                   help="sample among the most likely words whose probabilities add up to P (nucleus sampling)")
+    p.add_argument("--seed", type=int_at_least(0), default=None,
+                   help="the random seed of sampling: the same seed gives the same captions (default: a new one)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -245,19 +310,40 @@ def build_parser():
     p = command("evaluate", "score a saved model on a held-out split as papers do (BLEU-1..4, METEOR, ROUGE-L, "
                 "CIDEr-D) and write the COCO results file", _evaluate)
     p.add_argument("model_path", help="a model.keras written by `kcaption train` (vocab.json beside it)")
-    p.add_argument("--data", choices=["shapes", "coco"], default="shapes", help="the dataset (default: shapes)")
-    p.add_argument("--root", default=None, help="the COCO folder (with --data coco)")
+    p.add_argument("--data", choices=["shapes", "coco", "folder"], default="shapes",
+                   help="the dataset: shapes, coco, or folder = any COCO-format folder, a captions JSON and its "
+                        "images, e.g. an outside test set (default: shapes)")
+    p.add_argument("--root", default=None, help="the COCO folder (--data coco) or the folder (--data folder)")
+    p.add_argument("--captions", default=None,
+                   help="--data folder: its captions file (default: the one .json file in ROOT or ROOT/annotations)")
     p.add_argument("--karpathy", default=None, help="the Karpathy split file (default: ROOT/dataset_coco.json)")
     p.add_argument("--split", default=None,
                    help="the split to score: train, val or test for shapes (default: test; `train` and `demo` "
                         "report val); for coco a Karpathy split (test, val, ...; default: test) or an official "
                         "one (val2014: the default without the Karpathy file)")
     p.add_argument("--out", default=None,
-                   help="the folder for metrics.json and results.json (default: eval-DATA-SPLIT/ beside the model)")
+                   help="the folder for metrics.json and results.json (default: eval-DATA-SPLIT/ beside the model, "
+                        "with -beamK or -sampled when not greedy)")
+    decoding_arguments(p)
 
-    p = command("caption", "caption image files with a saved model (greedy decoding)", _caption)
+    p = command("caption", "caption image files with a saved model (greedy, beam search or sampling)", _caption)
     p.add_argument("model_path", help="a model.keras written by `kcaption train` (vocab.json beside it)")
     p.add_argument("images", nargs="+", help="image files (JPEG, PNG, GIF, BMP, WebP)")
+    decoding_arguments(p)
+    p.add_argument("--attention", default=None, metavar="OUT.png",
+                   help="attn and transformer models: draw where the model looked for each word of the first "
+                        "image's caption")
+
+    p = command("compare", "score and time several trained models on the same held-out shapes images: one "
+                "table and one picture", _compare)
+    p.add_argument("runs", nargs="+", help="run folders written by `kcaption train` (or their model.keras)")
+    p.add_argument("--split", choices=["train", "val", "test"], default="test",
+                   help="the shapes split (default: test)")
+    p.add_argument("--n", type=positive_int, default=200, help="images scored (default: 200)")
+    p.add_argument("--beam-width", type=int_at_least(2), default=3, help="k of the beam-search columns (default: 3)")
+    p.add_argument("--out", default=None,
+                   help="the folder for comparison.json and comparison.png (default: comparison/ beside the "
+                        "first run's folder)")
 
     p = command("export-shapes", "write shapes images as a COCO-format folder (train2014, val2014 and the "
                 "Karpathy split file), to run the COCO path offline", _export_shapes)

@@ -95,9 +95,22 @@ def test_every_command_and_argument_has_help():
     assert not missing, f"arguments without help text: {missing}"
 
 
-def test_beam_width_is_not_offered_before_beam_search_exists(capsys):
-    code, _, err = cli(capsys, "caption", "model.keras", "image.png", "--beam-width", "3")
-    assert code == 2 and "unrecognized arguments: --beam-width" in err
+@pytest.mark.parametrize("args, fragments", [
+    (["--beam-width", "0"], ["argument --beam-width:", "Received: 0"]),
+    (["--top-p", "1.5"], ["argument --top-p:", "must be in (0, 1]"]),
+    (["--temperature", "0"], ["argument --temperature:", "must be a positive number"]),
+    (["--length-penalty", "-1"], ["argument --length-penalty:", "must be >= 0"]),
+    (["--beam-width", "3", "--temperature", "0.7"], ["pass one or the other"]),
+    (["--seed", "1"], ["--seed is for sampling"]),
+    (["--length-penalty", "0.6"], ["pass --beam-width K > 1 with it"]),
+])
+def test_decoding_arguments_that_do_not_go_together_are_refused_before_any_work(capsys, tmp_path, args, fragments):
+    for command in (["caption", tmp_path / "model.keras", tmp_path / "image.png"],
+                    ["evaluate", tmp_path / "model.keras"]):
+        code, out, err = cli(capsys, *command, *args)
+        assert code == 2 and out == ""
+        assert_one_line_error(err, *fragments)
+        assert "model.keras" not in err, "the arguments are checked before the model is looked for"
 
 
 @pytest.mark.parametrize("args, name", [
@@ -359,6 +372,74 @@ def test_evaluate_reports_the_test_split_by_default(run, capsys):
     assert "BLEU-4" in stdout and "CIDEr-D" in stdout  # the paper table
     metrics = json.loads((out / "eval-shapes-test" / "metrics.json").read_text())
     assert (metrics["data"], metrics["split"], metrics["images"]) == ("shapes", "test", 200)
+
+
+def test_evaluate_with_beam_search_writes_its_own_folder_and_says_how_it_decoded(run, capsys):
+    out, _ = run
+    code, stdout, err = cli(capsys, "evaluate", out / "model.keras", "--beam-width", "3", "--length-penalty", "0.6")
+    assert code == 0, err
+    assert "beam search (k=3, length penalty 0.6)" in stdout
+    metrics = json.loads((out / "eval-shapes-test-beam3" / "metrics.json").read_text())
+    assert metrics["decoding"] == "beam search (k=3, length penalty 0.6)" and metrics["images"] == 200
+
+
+def test_evaluate_scores_any_coco_format_folder(run, tmp_path, capsys):
+    from kcaption.data import export_shapes, read_caption_folder
+
+    out, _ = run
+    coco = export_shapes(tmp_path / "coco", n=6, split="val2014", seed=5)
+    folder = tmp_path / "outside"
+    shutil.copytree(coco / "val2014", folder / "images")
+    shutil.copy(coco / "annotations" / "captions_val2014.json", folder / "captions.json")
+    code, stdout, err = cli(capsys, "evaluate", out / "model.keras", "--data", "folder", "--root", folder,
+                            "--out", tmp_path / "scores")
+    assert code == 0, err
+    assert "CIDEr-D" in stdout and "METEOR" in stdout
+    metrics = json.loads((tmp_path / "scores" / "metrics.json").read_text())
+    results = json.loads((tmp_path / "scores" / "results.json").read_text())
+    records, _ = read_caption_folder(folder)
+    assert metrics["images"] == 6 and metrics["data"] == "folder"
+    assert [r["image_id"] for r in results] == [int(r.image_id) for r in records]
+    code, _, err = cli(capsys, "evaluate", out / "model.keras", "--data", "folder", "--root", folder, "--split", "val")
+    assert code == 2
+    assert_one_line_error(err, "--split is for shapes and coco")
+
+
+def test_caption_decodes_as_asked_and_refuses_attention_for_a_model_without_it(run, tmp_path, capsys):
+    out, _ = run
+    image = write_image(tmp_path / "shape.png", shapes_image())
+    captions = {}
+    for name, args in [("greedy", []), ("beam", ["--beam-width", "4"]),
+                       ("sampled", ["--temperature", "1.5", "--seed", "3"]),
+                       ("again", ["--temperature", "1.5", "--seed", "3"])]:
+        code, stdout, err = cli(capsys, "caption", out / "model.keras", image, *args)
+        assert code == 0, err
+        captions[name] = stdout.split(": ", 1)[1].strip()
+    assert captions["sampled"] == captions["again"], "the same seed gives the same caption"
+    assert all(captions.values())
+    code, _, err = cli(capsys, "caption", out / "model.keras", image, "--attention", tmp_path / "a.png")
+    assert code == 2
+    assert_one_line_error(err, "--attention draws an attention captioner's weights", "lstm model")
+    assert not (tmp_path / "a.png").exists()
+
+
+def test_compare_tables_two_runs_on_the_same_images(run, tmp_path, capsys):
+    out, _ = run
+    other = tmp_path / "other"
+    shutil.copytree(out, other)
+    code, stdout, err = cli(capsys, "compare", out, other, "--n", "8", "--beam-width", "2",
+                            "--out", tmp_path / "comparison")
+    assert code == 0, err
+    table = stdout.splitlines()
+    header = next(line for line in table if line.startswith("model"))
+    for column in ["params", "BLEU-4", "CIDEr-D", "objects", "beam BLEU-4", "greedy ms", "beam ms"]:
+        assert column in header
+    saved = json.loads((tmp_path / "comparison" / "comparison.json").read_text())
+    rows = saved["rows"]
+    assert [r["model"] for r in rows] == [out.name, "other"] and saved["images"] == 8
+    assert rows[0]["bleu4"] == rows[1]["bleu4"] and rows[0]["params"] == rows[1]["params"]
+    assert rows[0]["localization"] is None and rows[0]["train_seconds"] > 0
+    assert (tmp_path / "comparison" / "comparison.png").stat().st_size > 10_000
 
 
 @pytest.mark.slow

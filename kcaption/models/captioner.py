@@ -1,5 +1,8 @@
-"""What every captioner shares: grouped training steps, greedy sampling run as one compiled graph,
-and its encoder in the config."""
+"""What every captioner shares: grouped training steps, decoding (greedy, beam search, sampling) run as
+one compiled graph, and its encoder in the config."""
+
+import functools
+import random
 
 import keras
 from keras import ops
@@ -9,11 +12,12 @@ class Captioner(keras.Model):
     """Base class of the captioners (`CaptioningRNN`, `CaptioningTransformer`).
 
     A subclass builds its layers, keeps its `ImageEncoder` (or None) as
-    `self.encoder`, and implements `_sample(images_or_features, max_length)`
-    with `kcaption.decoding.greedy_search`, and `encode(images_or_features)`
-    (images go through the encoder, features come back as given, in the form
-    `call` takes them); this class runs the sampling loop eagerly or as one
-    compiled `tf.function`, and saves the encoder with the model.
+    `self.encoder`, and implements `encode(images_or_features)` (images go
+    through the encoder, features come back as given, in the form `call` takes
+    them) and `start_decoding(images_or_features)`, what the decoders of
+    `kcaption.decoding` run; this class runs greedy search, beam search or
+    sampling over it, eagerly or as one compiled `tf.function`, and saves the
+    encoder with the model.
 
     Grouped batches: `fit` and `evaluate` also take batches whose captions are
     grouped by image, `((images (N, S, S, 3), captions_in (N, G, T)), captions_out
@@ -127,28 +131,68 @@ class Captioner(keras.Model):
                 metric.update_state(targets, logits)
         return self.get_metrics_result()
 
-    def _sample(self, images_or_features, max_length):
-        raise NotImplementedError(f"{type(self).__name__} must implement _sample().")
+    def start_decoding(self, images_or_features):
+        """What a decoder of `kcaption.decoding` runs: `(next_logits, state, start_tokens)`.
 
-    def sample(self, images_or_features, max_length=16, compiled=True):
-        """Greedy captions as token ids (N, max_length), `<NULL>`-padded after `<END>`.
+        `next_logits(tokens (N,), state) -> (logits (N, V), state)` is one
+        decoding step; the state holds everything that belongs to one image,
+        row by row (beam search repeats and reorders its rows), and
+        start_tokens are N `<START>`s.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement start_decoding().")
+
+    def sample(self, images_or_features, max_length=16, compiled=True, *, beam_width=1, length_penalty=0.0,
+               temperature=None, top_k=None, top_p=None, seed=None, **decoder_options):
+        """Captions as token ids (N, max_length), `<NULL>`-padded after `<END>`: greedy, beam search or sampled.
 
         Args:
             images_or_features: what `call` takes first: images or features.
             max_length: number of words generated (`<END>` included).
             compiled: run the loop as one compiled `tf.function` graph (fast),
                 or step by step in eager mode (for debugging).
+            beam_width: k > 1: beam search with k beams (`kcaption.decoding.beam_search`).
+            length_penalty: beam search's alpha (GNMT's length penalty; 0: by log-probability).
+            temperature, top_k, top_p: any of them: sample the captions
+                (`kcaption.decoding.sample_search`) instead of searching.
+            seed: sampling's seed: the same seed gives the same captions (None: a new one per call).
+            **decoder_options: the model's own decoding options (the transformer's `use_cache`).
         """
+        sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
+        sampled = any(value is not None for value in sampling.values())
+        if sampled and beam_width != 1:
+            raise ValueError(f"Pass beam_width or sampling options (temperature, top_k, top_p), not both. "
+                             f"Received: beam_width={beam_width!r}, {sampling}")
+        if seed is not None and not sampled:
+            raise ValueError(f"`seed` is for sampling (temperature, top_k, top_p); greedy and beam search are "
+                             f"deterministic. Received: seed={seed!r}")
+        decoding = {"max_length": max_length, "beam_width": beam_width, "length_penalty": length_penalty,
+                    **sampling, **decoder_options}
+        if sampled and seed is None:
+            seed = random.randrange(2**31 - 1)  # a new draw per call; a tensor, so no retracing
+        seed = ops.convert_to_tensor(0 if seed is None else seed, "int64")
         if not compiled:
-            return self._sample(images_or_features, max_length)
-        # One graph per input rank (images, pooled or spatial features): `reduce_retracing` would
+            return self._decode(images_or_features, seed, **decoding)
+        # One graph per input rank (images, pooled or spatial features) and decoding: `reduce_retracing` would
         # relax the shapes of a model fed images, then features, to an unknown rank.
-        rank = len(images_or_features.shape)
-        if rank not in self._compiled_sample:
+        key = (len(images_or_features.shape), *sorted(decoding.items()))
+        if key not in self._compiled_sample:
             import tensorflow as tf
 
-            self._compiled_sample[rank] = tf.function(self._sample, reduce_retracing=True)
-        return self._compiled_sample[rank](images_or_features, max_length)
+            self._compiled_sample[key] = tf.function(functools.partial(self._decode, **decoding),
+                                                     reduce_retracing=True)
+        return self._compiled_sample[key](images_or_features, seed)
+
+    def _decode(self, images_or_features, seed, max_length, beam_width, length_penalty, temperature, top_k, top_p,
+                **decoder_options):
+        from kcaption.decoding import beam_search, greedy_search, sample_search
+
+        next_logits, state, start = self.start_decoding(images_or_features, **decoder_options)
+        if beam_width != 1:
+            return beam_search(next_logits, state, start, beam_width, max_length, length_penalty)
+        if (temperature, top_k, top_p) != (None, None, None):
+            return sample_search(next_logits, state, start, max_length, 1.0 if temperature is None else temperature,
+                                 top_k, top_p, seed=seed)
+        return greedy_search(next_logits, state, start, max_length)
 
     def get_config(self):
         return {

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from kcaption.decoding import START, greedy_search
+from kcaption.decoding import START
 from kcaption.layers import LSTMCell, RNNCell, WordEmbedding
 from kcaption.layers.attention import AttentionLSTM, AttentionLSTMCell, attention_initial_state
 from kcaption.models.captioner import Captioner
@@ -244,10 +244,12 @@ class CaptioningRNN(Captioner):
         h, state = self.rnn.cell(x, state)  # (N, H)
         return self.output_projection(h), state
 
-    def _sample(self, images_or_features, max_length):
+    def start_decoding(self, images_or_features):
+        """(next_logits, state, start_tokens) for `kcaption.decoding`: the cell's first state, from the image
+        (for "attn" the state also holds the projected features A, row by row, as beam search needs)."""
         h0 = self.feature_projection(self.encode(images_or_features, training=False))  # what initial_state takes
         start = ops.full((ops.shape(h0)[0],), START, dtype="int32")
-        return greedy_search(self.next_logits, self.initial_state(h0), start, max_length)
+        return self.next_logits, self.initial_state(h0), start
 
     def get_config(self):
         return {

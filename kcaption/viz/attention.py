@@ -3,50 +3,63 @@
 import numpy as np
 
 
-def sample_with_attention(model, images_or_features, max_length=16):
-    """Greedy captions and the attention weights each word was written with.
+def sample_with_attention(model, images_or_features, max_length=16, **decoding):
+    """Captions and the attention weights each word was written with.
 
     For an attention LSTM (`CaptioningRNN(cell_type="attn")`): the weights of
     its `dot_product_attention` at every step. For a `CaptioningTransformer`:
-    its last layer's cross-attention averaged over the heads, from one
-    teacher-forced pass over the sampled words (the same numbers as step by
-    step, since the decoder is causal).
+    its last layer's cross-attention averaged over the heads. Both come from
+    feeding the chosen words back in (`caption_attention`): the same numbers as
+    while decoding, for greedy and beam search alike, since each step sees only
+    the words before it.
 
     Args:
         model: a trained attention captioner.
         images_or_features: what the model's `call` takes first.
         max_length: number of words generated.
+        **decoding: `model.sample`'s decoding arguments (default: greedy).
 
     Returns:
         `(ids, attention)`: int (N, max_length) and float (N, max_length, L).
     """
     from keras import ops
 
-    from kcaption.decoding import START, greedy_search
+    _check_attention_model(model)
+    ids = model.sample(images_or_features, max_length, compiled=False, **decoding)  # one call: tracing costs more
+    return ops.convert_to_numpy(ids), caption_attention(model, images_or_features, ids)
+
+
+def caption_attention(model, images_or_features, ids):
+    """The attention weights (N, T, L) with which an attention captioner writes the words `ids` (N, T)."""
+    from keras import ops
+
+    from kcaption.decoding import START
     from kcaption.layers.attention import dot_product_attention
     from kcaption.models import CaptioningTransformer
 
+    _check_attention_model(model)
+    ids = ops.cast(ids, "int32")
+    start = ops.full((ops.shape(ids)[0], 1), START, dtype="int32")
+    captions_in = ops.concatenate([start, ids[:, :-1]], axis=1)  # what each step was fed
     if isinstance(model, CaptioningTransformer):
-        ids = model.sample(images_or_features, max_length, compiled=False)  # one call: tracing would cost more
-        start = ops.full((ops.shape(ids)[0], 1), START, dtype="int32")
-        captions_in = ops.concatenate([start, ops.cast(ids[:, :-1], "int32")], axis=1)  # what each step was fed
         _, attention = model((images_or_features, captions_in), training=False, return_attention=True)
-        return ops.convert_to_numpy(ids), ops.convert_to_numpy(attention)
-    if getattr(model, "cell_type", None) != "attn":
+        return ops.convert_to_numpy(attention)
+    A = model.feature_projection(model.encode(images_or_features, training=False))  # (N, L, H)
+    state, recorded = model.initial_state(A), []
+    for t in range(ids.shape[1]):
+        recorded.append(dot_product_attention(state[0], state[2])[1])  # what step t attends to
+        _, state = model.next_logits(captions_in[:, t], state)
+    return ops.convert_to_numpy(ops.stack(recorded, axis=1))
+
+
+def _check_attention_model(model):
+    from kcaption.models import CaptioningTransformer
+
+    if not isinstance(model, CaptioningTransformer) and getattr(model, "cell_type", None) != "attn":
         raise ValueError(
-            "sample_with_attention needs an attention captioner (attn or transformer). "
+            "An attention picture needs an attention captioner (attn or transformer). "
             f"Received: model={type(model).__name__}(cell_type={getattr(model, 'cell_type', None)!r})"
         )
-    A = model.feature_projection(model.encode(images_or_features, training=False))  # (N, L, H)
-    recorded = []
-
-    def next_logits(tokens, state):
-        recorded.append(dot_product_attention(state[0], state[2])[1])  # what this step attends to
-        return model.next_logits(tokens, state)
-
-    start = ops.full((ops.shape(A)[0],), START, dtype="int32")
-    ids = greedy_search(next_logits, model.initial_state(A), start, max_length)
-    return ops.convert_to_numpy(ids), ops.convert_to_numpy(ops.stack(recorded, axis=1))
 
 
 def attention_grid(weights):

@@ -38,14 +38,15 @@ def objects_right(records, captions):
 
 
 def caption_grid(images, generated, references=None, path=None, columns=4, title=None, correct=None):
-    """Show images, each with the model's caption and one reference caption below it.
+    """Show images, each with the model's caption (or several models' captions) and one reference below it.
 
     Each row of images gets the height its longest text needs, so captions
     never run into the next row.
 
     Args:
         images: (N, S, S, 3) floats in [0, 1] or uint8.
-        generated: N caption strings.
+        generated: N caption strings; or a dict {model name: N caption strings}
+            to compare models on the same images (one line per model).
         references: N reference strings or lists of strings (the first is shown), or None.
         path: where to save the PNG (None: do not save).
         columns: images per row.
@@ -53,7 +54,8 @@ def caption_grid(images, generated, references=None, path=None, columns=4, title
         correct: None, or one entry per image: True (the caption is right),
             False (wrong) or None (unknown), e.g. from `objects_right`. A known
             verdict frames the image and colours its caption (green, red) after a
-            "✓ right" / "✗ wrong" label.
+            "✓ right" / "✗ wrong" label. With a dict of captions: a dict of
+            verdicts with the same names; each line is coloured, no frame.
 
     Returns:
         The matplotlib figure.
@@ -62,15 +64,26 @@ def caption_grid(images, generated, references=None, path=None, columns=4, title
 
     images = np.asarray(images)
     n = len(images)
-    if len(generated) != n:
-        raise ValueError(f"caption_grid needs one caption per image. Received: {n} images, {len(generated)} captions.")
-    if correct is not None and len(correct) != n:
-        raise ValueError(f"caption_grid needs one verdict per image. Received: {n} images, {len(correct)} verdicts.")
+    models = generated if isinstance(generated, dict) else {None: generated}
+    verdicts = correct if isinstance(correct, dict) else {None: correct}
+    for name, captions in models.items():
+        if len(captions) != n:
+            raise ValueError(f"caption_grid needs one caption per image. Received: {n} images, {len(captions)} "
+                             f"captions{f' of {name}' if name else ''}.")
+        if verdicts.get(name) is not None and len(verdicts[name]) != n:
+            raise ValueError(f"caption_grid needs one verdict per image. Received: {n} images, "
+                             f"{len(verdicts[name])} verdicts{f' of {name}' if name else ''}.")
     texts = []  # per image: [(text, colour, bold)], drawn top to bottom under it
     for k in range(n):
-        verdict = None if correct is None else correct[k]
-        label, color = {True: ("✓ right", RIGHT_COLOR), False: ("✗ wrong", WRONG_COLOR)}.get(verdict, ("gen", "black"))
-        parts = [(textwrap.fill(f"{label}: {generated[k]}", WRAP), color, True)]
+        parts = []
+        for name, captions in models.items():
+            verdict = None if verdicts.get(name) is None else verdicts[name][k]
+            label, color = {True: ("✓", RIGHT_COLOR), False: ("✗", WRONG_COLOR)}.get(verdict, ("", "black"))
+            if name is None:
+                label = {"✓": "✓ right", "✗": "✗ wrong", "": "gen"}[label] + ":"
+            else:
+                label = f"{label} {name}:".strip()
+            parts.append((textwrap.fill(f"{label} {captions[k]}", WRAP), color, True))
         if references is not None:
             ref = references[k] if isinstance(references[k], str) else references[k][0]
             parts.append((textwrap.fill(f"ref: {ref}", WRAP), REFERENCE_COLOR, False))
@@ -96,7 +109,7 @@ def caption_grid(images, generated, references=None, path=None, columns=4, title
             ax.imshow(images[k])
             ax.set_xticks([])
             ax.set_yticks([])
-            verdict = None if correct is None else correct[k]
+            verdict = None if correct is None or isinstance(correct, dict) else correct[k]
             for spine in ax.spines.values():
                 spine.set_visible(verdict is not None)
                 spine.set_color(RIGHT_COLOR if verdict else WRONG_COLOR)
