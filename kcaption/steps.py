@@ -322,6 +322,11 @@ class StepsNotImplemented(RuntimeError):
         self.step_ids = list(step_ids)
 
 
+def implemented(step_id):
+    """Whether running `step_id` runs code: its reference (see `uses_reference`) or a body that is not the stub."""
+    return uses_reference(step_id) or not get_step(step_id).is_todo
+
+
 def require(step_ids, what):
     """Stop with a friendly message if any of `step_ids` is still a stub.
 
@@ -329,8 +334,7 @@ def require(step_ids, what):
         step_ids: the graded steps `what` runs.
         what: the command or feature, e.g. "kcaption demo".
     """
-    by_id = {s.id: s for s in all_steps()}
-    missing = [by_id[i] for i in step_ids if by_id[i].is_todo and not uses_reference(i)]
+    missing = [get_step(i) for i in step_ids if not implemented(i)]
     if missing:
         lines = [f"  - {s.id:<24} {s.qualname} in {s.path} (lesson {s.lesson})" for s in missing]
         raise StepsNotImplemented(

@@ -5,12 +5,12 @@ import warnings
 import keras
 from keras import ops  # noqa: F401 (for your code in call)
 
-from kcaption.decoding import START, greedy_search
+from kcaption.decoding import START
 from kcaption.layers import WordEmbedding
 from kcaption.layers.positional import PositionalEncoding
 from kcaption.layers.transformer import TransformerDecoderLayer
 from kcaption.models.captioner import Captioner
-from kcaption.steps import graded
+from kcaption.steps import graded, implemented
 from kcaption.validation import check_positive_ints
 
 
@@ -139,7 +139,7 @@ class CaptioningTransformer(Captioner):
             "kcaption/models/captioning_transformer.py (lesson 06_transformer)"
         )
 
-    def start_decoding(self, images_or_features, use_cache=True):
+    def start_decoding(self, images_or_features, use_cache=None):
         """What a decoder of `kcaption.decoding` needs: (next_logits, state, start_tokens).
 
         The image is encoded once; every tensor that belongs to one image is in
@@ -155,11 +155,15 @@ class CaptioningTransformer(Captioner):
 
         Args:
             images_or_features: what `call` takes first: images or features.
-            use_cache: decode with the key/value cache (True) or re-run the prefix.
+            use_cache: decode with the key/value cache (True) or re-run the
+                prefix (False). None: the cache once `decode_step` (graded step
+                transformer.kv_cache, lesson 07) is implemented, else re-run.
 
         Returns:
             (next_logits, state, start_tokens), start_tokens int32 (N,) all `<START>`.
         """
+        if use_cache is None:
+            use_cache = implemented("transformer.kv_cache")
         features = self.encode(images_or_features, training=False)  # (N, L, C), computed once
         batch = ops.shape(features)[0]
         start_tokens = ops.full((batch,), START, dtype="int32")
@@ -195,11 +199,8 @@ class CaptioningTransformer(Captioner):
         logits = self((features, prefix), training=False)  # (N, t+1, V)
         return logits[:, -1], [features, prefix]
 
-    def _sample(self, images_or_features, max_length, use_cache=True):
-        return greedy_search(*self.start_decoding(images_or_features, use_cache), max_length)
-
-    def sample(self, images_or_features, max_length=16, compiled=True):
-        """Greedy captions as token ids (N, max_length); see `Captioner.sample`.
+    def sample(self, images_or_features, max_length=16, compiled=True, use_cache=None, **decoding):
+        """Captions as token ids (N, max_length); see `Captioner.sample` and `start_decoding`'s `use_cache`.
 
         `max_length` is at most `self.max_length` - 1, since `<START>` takes a position.
         """
@@ -208,7 +209,9 @@ class CaptioningTransformer(Captioner):
                 f"This model encodes at most {self.max_length} positions, <START> included. "
                 f"Received: max_length={max_length}"
             )
-        return super().sample(images_or_features, max_length, compiled)
+        if use_cache is None:  # decided here, so that a compiled decoder is not kept past the step's change
+            use_cache = implemented("transformer.kv_cache")
+        return super().sample(images_or_features, max_length, compiled, use_cache=use_cache, **decoding)
 
     def get_config(self):
         return {
