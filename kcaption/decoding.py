@@ -18,6 +18,7 @@ over a next_logits that filters the logits and adds Gumbel noise).
 import functools
 import numbers
 
+import keras  # noqa: F401 (keras.tree, for your beam_search)
 import numpy as np
 import tensorflow as tf
 from keras import ops

@@ -398,3 +398,53 @@ def cider_d(references, candidates):
             _cider(references, candidates, log_df=lambda df: np.log(df + 1.0)),
     }
     return mistakes
+
+
+# --- decoding.beam_search ------------------------------------------------------------
+
+
+def _beam(next_logits, start, k, max_length, alpha, copies=False, extend_finished=False, raw=False,
+          penalise=True, full_length=False, end_counted=True):
+    """A NumPy beam search over Python lists with the chosen mistakes; the best caption's words."""
+    beams = [((), 0.0)] * (k if copies else 1)
+    for _ in range(max_length):
+        candidates = []
+        for words, score in beams:
+            if END in words and not extend_finished:
+                candidates.append((words + (NULL,), score))
+                continue
+            logits = np.asarray(next_logits([start, *words]), np.float64)
+            step = logits if raw else _log_softmax(logits, axis=-1)
+            candidates += [(words + (w,), score + step[w]) for w in range(len(step))]
+        beams = sorted(candidates, key=lambda c: -c[1])[:k]
+
+    def final(words, score):
+        length = max_length if full_length or END not in words else words.index(END) + end_counted
+        return score / ((5 + length) / 6) ** alpha if penalise else score
+
+    return list(max(beams, key=lambda c: final(*c))[0])
+
+
+def beam_search(next_logits, start_tokens, beam_width, max_length, length_penalty=0.0):
+    """Mistakes of `beam_search`: the best captions (N, max_length) each gives.
+
+    `next_logits(fed)` is the model in NumPy: the logits (V,) of the next word after the words fed so far
+    ([start, y_0, ..., y_t-1]).
+    """
+    def best(**mistake):
+        return np.array([_beam(next_logits, int(s), beam_width, max_length, length_penalty, **mistake)
+                         for s in np.asarray(start_tokens)])
+
+    return {
+        "the k beams start as copies: at step 0 only beam 0 may grow (the others start at -inf), or the k best "
+        "candidates are the same caption k times.": best(copies=True),
+        "finished beams are extended: after <END> a beam's only continuation is <NULL>, at log-prob 0.":
+            best(extend_finished=True),
+        "the scores sum raw logits: sum log_softmax(logits), the log-probabilities.": best(raw=True),
+        "the final ranking ignores the length penalty: rank by log P(Y) / ((5 + |Y|) / 6) ** alpha.":
+            best(penalise=False),
+        "the length penalty counts max_length words for every beam: |Y| stops at <END> (included).":
+            best(full_length=True),
+        "the length penalty does not count <END>: |Y| is the words up to and including it.":
+            best(end_counted=False),
+    }

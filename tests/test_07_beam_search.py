@@ -15,7 +15,9 @@ import pytest
 import tensorflow as tf
 from keras import ops
 
+from kcaption import mistakes
 from kcaption.decoding import beam_search
+from kcaption.testing import assert_close
 
 NULL, START, END = 0, 1, 2
 V = 5
@@ -163,6 +165,13 @@ def assert_beams(tokens, scores, expected, what):
                                err_msg=f"{what}: the beams' scores (log P(Y) / lp(Y)), best first.")
 
 
+def assert_best(best, model, start, beam_width, max_length, alpha, expected, what):
+    """The best captions (N, T) against the reference's, naming the known mistake that gives what came out."""
+    hints = mistakes.beam_search(lambda fed: numpy_logits(model, fed), start, beam_width, max_length, alpha)
+    assert_close(np.asarray(best), np.asarray(expected), atol=0, rtol=0, what=f"{what}: the best captions",
+                 mistakes=hints)
+
+
 def two_step_counter_example():
     """Greedy is not optimal: after <START>, word 3 (p = 0.5) beats word 4 (p = 0.4), but after 3 every word is
     about as likely (p <= 0.25) while after 4 <END> has p = 0.9: P(4 <END>) = 0.36 > P(3 x) <= 0.125."""
@@ -184,6 +193,7 @@ def test_beam_search_beats_greedy_on_the_two_step_counter_example(student):
     greedy = numpy_greedy_search(model, START, 3)
     assert greedy[0] == 3, "the judge's counter-example: greedy takes word 3 first"
     got = np.asarray(student.run(beam, model, start, 2, 3))
+    assert_best(got, model, start, 2, 3, 0.0, [[4, END, NULL]], "the two-step counter-example, k=2")
     assert got.tolist() == [[4, END, NULL]], (
         f"beam_search with k=2 gave {got.tolist()}, expected [[4, 2, 0]]: the most likely caption (p = 0.36), which "
         f"greedy search ({greedy}) misses. Keep the 2 best of all 2*V candidates at each step.")
@@ -197,21 +207,8 @@ def test_beam_width_1_is_greedy_search(student):
         model = random_model(seed, kind, end_bias=0.5)
         got = np.asarray(student.run(beam, model, start, 1, 5))
         expected = [numpy_greedy_search(model, int(s), 5) for s in start]
+        assert_best(got, model, start, 1, 5, 0.0, expected, f"beam_width=1 ({kind} fake)")
         np.testing.assert_array_equal(got, expected, err_msg=f"beam_search with beam_width=1 vs greedy ({kind} fake).")
-
-
-@pytest.mark.step("decoding.beam_search")
-@pytest.mark.parametrize("alpha", [0.0, 1.0])
-def test_an_exhaustive_beam_is_brute_force(student, alpha):
-    """k = 85 keeps every caption of 3 words over 5 ids (4**3 without <END>, 1 + 4 + 16 with it): all 85, their
-    scores and their order are the brute force's. A finished beam is never extended (its score stays)."""
-    model, start = random_model(2, end_bias=1.0), np.array([START, 4], "int32")
-    tokens, scores = student.run(beam, model, start, 85, 3, alpha, True)
-    assert np.asarray(tokens).shape == (2, 85, 3) and np.asarray(scores).shape == (2, 85)
-    for n in range(2):
-        expected = brute_force(model, int(start[n]), 3, alpha)
-        assert len(expected) == 85
-        assert_beams(tokens[n], scores[n], expected, f"image {n}, length_penalty={alpha}")
 
 
 @pytest.mark.step("decoding.beam_search")
@@ -220,6 +217,8 @@ def test_beam_search_matches_a_reference_beam_search(student, alpha):
     """k = 3 of 5 words, 4 steps, a state that must be reordered: the k beams and scores of a list-based search."""
     model, start = random_model(3, end_bias=0.8), np.array([START, 3], "int32")
     tokens, scores = student.run(beam, model, start, 3, 4, alpha, True)
+    expected = [numpy_beam_search(model, int(s), 3, 4, alpha)[0][1] for s in start]
+    assert_best(np.asarray(tokens)[:, 0], model, start, 3, 4, alpha, expected, f"k=3, length_penalty={alpha}")
     for n in range(2):
         expected = numpy_beam_search(model, int(start[n]), 3, 4, alpha)
         assert_beams(tokens[n], scores[n], expected, f"image {n}, length_penalty={alpha}")
@@ -240,11 +239,27 @@ def test_length_penalty_picks_the_longer_caption(student):
     start = np.array([START], "int32")
     short = np.asarray(student.run(beam, model, start, 2, 4, 0.0))
     long = np.asarray(student.run(beam, model, start, 2, 4, 1.0))
+    assert_best(short, model, start, 2, 4, 0.0, [[END, NULL, NULL, NULL]], "length_penalty=0")
+    assert_best(long, model, start, 2, 4, 1.0, [[3, 4, END, NULL]], "length_penalty=1")
     assert short.tolist() == [[END, NULL, NULL, NULL]], f"length_penalty=0 ranks by log P: got {short.tolist()}"
     assert long.tolist() == [[3, 4, END, NULL]], (
         f"length_penalty=1 ranks by log P / ((5 + |Y|) / 6), |Y| counting <END>: got {long.tolist()}")
     for alpha in (0.0, 1.0):
         assert list(brute_force(model, START, 4, alpha)[0][1]) == ([END, 0, 0, 0] if alpha == 0 else [3, 4, END, 0])
+
+
+@pytest.mark.step("decoding.beam_search")
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_an_exhaustive_beam_is_brute_force(student, alpha):
+    """k = 85 keeps every caption of 3 words over 5 ids (4**3 without <END>, 1 + 4 + 16 with it): all 85, their
+    scores and their order are the brute force's. A finished beam is never extended (its score stays)."""
+    model, start = random_model(2, end_bias=1.0), np.array([START, 4], "int32")
+    tokens, scores = student.run(beam, model, start, 85, 3, alpha, True)
+    assert np.asarray(tokens).shape == (2, 85, 3) and np.asarray(scores).shape == (2, 85)
+    for n in range(2):
+        expected = brute_force(model, int(start[n]), 3, alpha)
+        assert len(expected) == 85
+        assert_beams(tokens[n], scores[n], expected, f"image {n}, length_penalty={alpha}")
 
 
 @pytest.mark.step("decoding.beam_search")
