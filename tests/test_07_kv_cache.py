@@ -13,9 +13,9 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
-import tensorflow as tf
 from keras import ops
 
+from kcaption.decoding import greedy_search
 from kcaption.layers.transformer import TransformerDecoderLayer
 from kcaption.testing import assert_close
 
@@ -206,12 +206,16 @@ def greedy_both_ways(weights, features, max_length, config=CONFIG):
     """Scenario: greedy captions of one captioner, cached (eager, and compiled by `sample`) and uncached;
     and of its first image alone (N = 1, eager)."""
     model = _captioner(weights, features, config)
+
+    def greedy(images_or_features, use_cache):
+        return greedy_search(*model.start_decoding(images_or_features, use_cache=use_cache), max_length)
+
     return {
-        "cached, eager": model._sample(features, max_length, use_cache=True),
+        "cached, eager": greedy(features, use_cache=True),
         "cached, compiled": model.sample(features, max_length),
-        "uncached": model._sample(features, max_length, use_cache=False),
-        "cached, N = 1": model._sample(features[:1], max_length, use_cache=True),
-        "uncached, N = 1": model._sample(features[:1], max_length, use_cache=False),
+        "uncached": greedy(features, use_cache=False),
+        "cached, N = 1": greedy(features[:1], use_cache=True),
+        "uncached, N = 1": greedy(features[:1], use_cache=False),
     }
 
 
@@ -256,9 +260,9 @@ def test_cached_greedy_search_equals_the_uncached_one(student):
     assert np.array_equal(captions["uncached, N = 1"], uncached[:1])
 
 
-# Under mixed precision the logits differ from float32's by the rounding of float16 (2^-11) and bfloat16 (2^-8)
-# over two layers: measured ~5e-3 and ~3e-2 on these logits of size ~3.
-MIXED_TOLERANCE = {"mixed_float16": 2e-2, "mixed_bfloat16": 1e-1}
+# Under mixed precision the logits (of size ~4) differ from float64's by the rounding of float16 (2^-11) and
+# bfloat16 (2^-8) over two layers: measured 1.1e-2 and 6.5e-2 on CPU; a bug moves them by ~1.
+MIXED_TOLERANCE = {"mixed_float16": 3e-2, "mixed_bfloat16": 2e-1}
 
 
 @pytest.mark.step("transformer.kv_cache")
