@@ -948,7 +948,7 @@ def _draw_attention(model, record, caption, vocab, image_size, path):
     (image,) = next(iter(image_dataset([record], batch_size=1, image_size=image_size)))
     ids = np.asarray(vocab.encode(caption))[None, 1:]  # the words and <END>, as decoded
     weights = caption_attention(model, image[None], ids)[0]
-    attention_overlay(np.asarray(image), caption.split(), weights, path=path, title=f"{record.image_id}: {caption}")
+    attention_overlay(np.asarray(image), caption.split(), weights, path=path, title=f"{Path(record.image).name}: {caption}")
     print(f"Wrote {path}: where it looked for each word.")
 
 

@@ -458,6 +458,23 @@ def test_training_an_attention_model_warns_about_nothing(tmp_path, model):
         assert not [m for m in messages if known in m], f"{known!r} warned: {messages}"
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["attn", "transformer"])
+def test_caption_draws_where_an_attention_model_looked_for_its_beam_search_caption(tmp_path, capsys, model):
+    from kcaption.train import REQUIRED_STEPS, train
+
+    steps.require(REQUIRED_STEPS[model] + ["decoding.beam_search"], "this test")
+    train(model=model, small=True, epochs=1, out=tmp_path / "run", verbose=0)
+    image = write_image(tmp_path / "shape.png", shapes_image())
+    picture = tmp_path / "where.png"
+    code, stdout, err = cli(capsys, "caption", tmp_path / "run" / "model.keras", image, "--beam-width", "3",
+                            "--attention", picture)
+    assert code == 0, err
+    assert f"Wrote {picture}" in stdout
+    with Image.open(picture) as drawn:  # the image, then one panel per word (none when the caption is empty)
+        assert drawn.format == "PNG" and drawn.size[0] > 100 and drawn.size[1] > 100
+
+
 def test_fit_on_a_tf_data_pipeline_does_not_warn_that_shuffle_is_ignored():
     """A captioner's own `fit(dataset)`, as the lessons call it, with Keras's default arguments."""
     from kcaption.data import Vocabulary, load_shapes, make_dataset
