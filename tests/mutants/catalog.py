@@ -521,8 +521,240 @@ MUTANTS = [
         why="casts the gate pre-activations to float32 (float64 in, float32 out)",
     ),
     # lesson 07: metrics.cider_d (mutants)
+    Edit(
+        "metrics.cider_d",
+        old="min(w, vec_s[n].get(g, 0.0)) * vec_s[n].get(g, 0.0)",
+        new="w * vec_s[n].get(g, 0.0)",
+        why="no clipping: a word the candidate repeats matches more than the reference has",
+        hint="counts are not clipped",
+    ),
+    Edit(
+        "metrics.cider_d",
+        old="total += dot / (norm_c[n] * norm_s[n]) * penalty",
+        new="total += dot / (norm_c[n] * norm_s[n])",
+        why="no Gaussian length penalty (CIDEr, not CIDEr-D)",
+        hint="no length penalty",
+    ),
+    Edit(
+        "metrics.cider_d",
+        old="(2 * 6.0**2)",
+        new="(2 * 6.0)",
+        why="the penalty divides by 2 sigma, not 2 sigma^2",
+        hint="divides by 2 sigma, not 2 sigma**2",
+    ),
+    Edit(
+        "metrics.cider_d",
+        old="scores.append(10.0 * total / 4 / len(group))",
+        new="scores.append(total / 4 / len(group))",
+        why="forgot the x10",
+        hint="10 times too small",
+    ),
+    Edit(
+        "metrics.cider_d",
+        old="scores.append(10.0 * total / 4 / len(group))",
+        new="scores.append(10.0 * total / len(group))",
+        why="sums over n = 1..4 instead of averaging",
+        hint="summed over n = 1..4",
+    ),
+    Edit(
+        "metrics.cider_d",
+        old="scores.append(10.0 * total / 4 / len(group))",
+        new="scores.append(10.0 * total / 4)",
+        why="sums over the references instead of averaging",
+        hint="summed over the references",
+    ),
+    Edit(
+        "metrics.cider_d",
+        old="        for group in references:\n"
+        "            df.update({gram for words in group for gram in ngram_counts(words)})  # once per image\n",
+        new="        for words in candidates:\n"
+        "            df.update(set(ngram_counts(words)))\n",
+        why="document frequencies counted over the candidates, not the references",
+        hint="counted over the candidates",
+    ),
+    Edit(
+        "metrics.cider_d",
+        old="df.update({gram for words in group for gram in ngram_counts(words)})",
+        new="df.update(gram for words in group for gram in ngram_counts(words))",
+        why="df counts the references that contain the n-gram, not the images",
+        hint="df counts each reference",
+    ),
+    Edit(
+        "metrics.cider_d",
+        old="math.log(max(1, df.get(gram, 0)))",
+        new="math.log(df.get(gram, 0) + 1)",
+        why="log(df + 1) instead of log(max(1, df))",
+        hint="idf with log(df + 1)",
+    ),
+    Edit(
+        "metrics.cider_d",
+        old="tf * (log_n - math.log(max(1, df.get(gram, 0))))",
+        new="tf * math.log((num_images + 1) / (df.get(gram, 0) + 1))",
+        why="a smoothed idf log((N + 1) / (df + 1)), as in scikit-learn",
+    ),
+    Edit(
+        "metrics.cider_d",
+        old="log_n = math.log(num_images)",
+        new="log_n = math.log(len(references))",
+        why="N is the number of images scored, not the corpus's num_images",
+    ),
+    Edit(
+        "metrics.cider_d",
+        old="if document_frequency is None:",
+        new="if True:",
+        why="ignores the document_frequency given: always counts it from the references scored",
+    ),
+    Edit(
+        "metrics.cider_d",
+        old="math.exp(-((len(candidate) - len(reference)) ** 2)",
+        new='math.exp(-((len(" ".join(candidate)) - len(" ".join(reference))) ** 2)',
+        why="lengths in characters, not words",
+    ),
     # lesson 07: decoding.beam_search (mutants)
+    Edit(
+        "decoding.beam_search",
+        old="        state = keras.tree.map_structure(lambda s, rows=rows: ops.take(s, rows, axis=0), state)\n",
+        new="",
+        why="the state is not reordered by the chosen beams: a beam goes on from another beam's state",
+    ),
+    Edit(
+        "decoding.beam_search",
+        old="        log_probs = ops.where(done[:, None], only_pad[None, :], log_probs)\n",
+        new="",
+        why="finished beams are extended: words after <END> change their score",
+    ),
+    Edit(
+        "decoding.beam_search",
+        old='        lengths = lengths + ops.cast(ops.logical_not(done), "int32")',
+        new="        lengths = lengths + 1",
+        why="the length penalty uses max_length for every beam, not the words up to <END>",
+    ),
+    Edit(
+        "decoding.beam_search",
+        old='        lengths = lengths + ops.cast(ops.logical_not(done), "int32")',
+        new='        lengths = lengths + ops.cast(ops.logical_not(ops.logical_or(done, ops.equal(tokens, end_token))), "int32")',
+        why="the length |Y| of the penalty does not count <END>",
+    ),
+    Edit(
+        "decoding.beam_search",
+        old="        scores, index = ops.top_k(ops.reshape(candidates, (-1, k * vocab_size)), k)  # (n, k)",
+        new=(
+            "        grown = ops.reshape(lengths + ops.cast(ops.logical_not(done), \"int32\"), (-1, k, 1))\n"
+            "        per_step = candidates / ((5.0 + ops.cast(grown, \"float32\")) / 6.0) ** length_penalty\n"
+            "        _, index = ops.top_k(ops.reshape(per_step, (-1, k * vocab_size)), k)\n"
+            "        scores = ops.take_along_axis(ops.reshape(candidates, (-1, k * vocab_size)), index, axis=1)"
+        ),
+        why="prunes by the length-penalised score at every step, not by log P (the penalty is for the final ranking)",
+    ),
+    Edit(
+        "decoding.beam_search",
+        old="    scores = ops.zeros((n, 1)) + ops.array([0.0] + [-np.inf] * (k - 1))",
+        new="    scores = ops.zeros((n, k))",
+        why="step 0 expands all k beams, which are copies: the beams are the same caption k times",
+    ),
+    Edit(
+        "decoding.beam_search",
+        old="        beam, word = index // vocab_size, index % vocab_size",
+        new="        beam, word = index % vocab_size, index // vocab_size",
+        why="beam and word swapped (% gives the word, // the beam)",
+    ),
+    Edit(
+        "decoding.beam_search",
+        old='        log_probs = ops.log_softmax(ops.cast(logits_now, "float32"), axis=-1)',
+        new='        log_probs = ops.cast(logits_now, "float32")',
+        why="sums raw logits instead of log-probabilities",
+    ),
+    Edit(
+        "decoding.beam_search",
+        old="    scores, order = ops.top_k(scores / penalty, k)  # (n, k), best first",
+        new="    _, order = ops.top_k(scores, k)\n    scores = ops.take_along_axis(scores / penalty, order, axis=1)",
+        why="ranks the final beams by log P, not by the length-penalised score",
+    ),
+    Edit(
+        "decoding.beam_search",
+        old="        rows = ops.reshape(beam + offsets, (-1,))",
+        new="        rows = ops.reshape(beam, (-1,))",
+        why="the parent rows forget the image offset n*k: every image continues image 0's beams",
+    ),
+    Edit(
+        "decoding.beam_search",
+        old='        log_probs = ops.log_softmax(ops.cast(logits_now, "float32"), axis=-1)',
+        new="        log_probs = ops.log_softmax(logits_now, axis=-1)",
+        why="log-softmax in the logits' dtype: float16 logits give float16 scores",
+    ),
     # lesson 07: transformer.kv_cache (mutants)
+    Edit(
+        "transformer.kv_cache",
+        old=" / ops.sqrt(ops.cast(d, Q.dtype))  # (N, h, 1, t+1)",
+        new="  # (N, h, 1, t+1)",
+        why="missing 1/sqrt(d) scale on the scores",
+    ),
+    Edit(
+        "transformer.kv_cache",
+        old="        return x, (keys, values)\n",
+        new="        return x, cache\n",
+        why="returns the old cache: the next step sees none of the positions so far",
+    ),
+    Edit(
+        "transformer.kv_cache",
+        old="        values = ops.concatenate([values, ops.matmul(inputs, Wv) + bv], axis=1)  # (N, t+1, E)\n",
+        new="",
+        why="appends the new key to the cache but not the new value",
+    ),
+    Edit(
+        "transformer.kv_cache",
+        old="values = ops.concatenate([values, ops.matmul(inputs, Wv) + bv], axis=1)",
+        new="values = ops.concatenate([values, inputs], axis=1)",
+        why="caches the values unprojected (the layer's input, not x Wv + bv)",
+    ),
+    Edit(
+        "transformer.kv_cache",
+        old="Q = ops.reshape(ops.matmul(inputs, Wq) + bq, (N, 1, h, d))",
+        new="Q = ops.reshape(keys[:, -1:], (N, 1, h, d))",
+        why="the query taken from the cache (the new position's key) instead of inputs Wq + bq",
+    ),
+    Edit(
+        "transformer.kv_cache",
+        old="        K = ops.reshape(keys, (N, -1, h, d))  # (N, t+1, h, d)\n"
+        "        V = ops.reshape(values, (N, -1, h, d))\n"
+        '        scores = ops.einsum("nqhd,nshd->nhqs", Q, K)',
+        new="        K = ops.reshape(keys, (N, h, -1, d))\n"
+        "        V = ops.reshape(values, (N, h, -1, d))\n"
+        '        scores = ops.einsum("nqhd,nhsd->nhqs", Q, K)',
+        why="splits the cached keys and values straight into (N, h, t+1, d) (wrong numbers per head)",
+    ),
+    Edit(
+        "transformer.kv_cache",
+        old='        heads = ops.einsum("nhqs,nshd->nqhd", ops.softmax(scores, axis=-1), V)  # (N, 1, h, d)',
+        new='        heads = ops.einsum("nhqs,nshd->nqhd", ops.softmax(scores, axis=1), V)  # (N, 1, h, d)',
+        why="softmax over the heads instead of the keys",
+    ),
+    Edit(
+        "transformer.kv_cache",
+        old="        x = self.self_norm(inputs + attended)\n",
+        new="        x = inputs + self.self_norm(attended)\n",
+        why="norm inside the residual (x + norm(attention)) instead of post-norm norm(x + attention)",
+    ),
+    Edit(
+        "transformer.kv_cache",
+        old="        x = self.cross_norm(x + self.cross_attention(x, memory))\n",
+        new="",
+        why="skips the cross-attention block: the caption never looks at the image",
+    ),
+    Edit(
+        "transformer.kv_cache",
+        old="(ops.cast(w, inputs.dtype) for w in attention.weights)",
+        new="attention.weights",
+        why="uses the float32 weights as they are: under mixed precision float16 + float32 fails",
+    ),
+    Edit(
+        "transformer.kv_cache",
+        old="        keys = ops.concatenate([keys, ops.matmul(inputs, Wk) + bk], axis=1)  # (N, t+1, E)\n"
+        "        values = ops.concatenate([values, ops.matmul(inputs, Wv) + bv], axis=1)  # (N, t+1, E)\n",
+        new="        keys = ops.concatenate([ops.matmul(inputs, Wk) + bk, keys], axis=1)\n"
+        "        values = ops.concatenate([ops.matmul(inputs, Wv) + bv, values], axis=1)\n",
+        why="prepends the new position to the cache (the cache out of order)",
+    ),
 ]
 
 VARIANTS = [
@@ -653,6 +885,72 @@ VARIANTS = [
         why="tf.* ops instead of keras.ops",
     ),
     # lesson 07: metrics.cider_d (variants)
+    Edit(
+        "metrics.cider_d",
+        old="tf * (log_n - math.log(max(1, df.get(gram, 0))))",
+        new="tf * math.log(num_images / max(1, df.get(gram, 0)))",
+        why="idf as log(N / max(1, df)) in one log",
+    ),
+    Edit(
+        "metrics.cider_d",
+        old="dot = sum(min(w, vec_s[n].get(g, 0.0)) * vec_s[n].get(g, 0.0) for g, w in vec_c[n].items())",
+        new="dot = sum(min(vec_c[n][g], vec_s[n][g]) * vec_s[n][g] for g in vec_c[n].keys() & vec_s[n].keys())",
+        why="the dot product over the n-grams both captions share (a set intersection)",
+    ),
+    Edit(
+        "metrics.cider_d",
+        old="    if document_frequency is None:\n"
+        "        df = Counter()\n"
+        "        for group in references:\n"
+        "            df.update({gram for words in group for gram in ngram_counts(words)})  # once per image\n"
+        "        num_images = len(references)\n"
+        "    else:\n"
+        "        df, num_images = document_frequency.counts, document_frequency.num_images\n",
+        new="    if document_frequency is None:\n"
+        "        from kcaption.evaluation.cider import DocumentFrequency\n\n"
+        "        document_frequency = DocumentFrequency.from_references(references)\n"
+        "    df, num_images = document_frequency.counts, document_frequency.num_images\n",
+        why="df from the kit's DocumentFrequency.from_references",
+    ),
     # lesson 07: decoding.beam_search (variants)
+    Edit(
+        "decoding.beam_search",
+        old="    scores = ops.zeros((n, 1)) + ops.array([0.0] + [-np.inf] * (k - 1))",
+        new="    scores = ops.zeros((n, 1)) + ops.array([0.0] + [-1e9] * (k - 1))",
+        why="-1e9 instead of -inf for the copies at step 0 (as keras_hub's BeamSampler)",
+    ),
+    Edit(
+        "decoding.beam_search",
+        old="        state = keras.tree.map_structure(lambda s, rows=rows: ops.take(s, rows, axis=0), state)",
+        new=(
+            "        import tensorflow as tf\n\n"
+            "        state = tf.nest.map_structure(lambda s, rows=rows: tf.gather(s, rows), state)"
+        ),
+        why="tf.nest.map_structure and tf.gather for the state",
+    ),
+    Edit(
+        "decoding.beam_search",
+        old="    scores, order = ops.top_k(scores / penalty, k)  # (n, k), best first",
+        new="    order = ops.argsort(-(scores / penalty), axis=-1)\n"
+        "    scores = ops.take_along_axis(scores / penalty, order, axis=1)",
+        why="ops.argsort of the negated scores for the final ranking",
+    ),
     # lesson 07: transformer.kv_cache (variants)
+    Edit(
+        "transformer.kv_cache",
+        old='        scores = ops.einsum("nqhd,nshd->nhqs", Q, K) / ops.sqrt(ops.cast(d, Q.dtype))  # (N, h, 1, t+1)\n'
+        '        heads = ops.einsum("nhqs,nshd->nqhd", ops.softmax(scores, axis=-1), V)  # (N, 1, h, d)\n',
+        new="        Q, K, V = (ops.transpose(z, (0, 2, 1, 3)) for z in (Q, K, V))  # (N, h, *, d)\n"
+        "        scores = ops.matmul(Q, ops.transpose(K, (0, 1, 3, 2))) / ops.sqrt(ops.cast(d, Q.dtype))\n"
+        "        heads = ops.transpose(ops.matmul(ops.softmax(scores, axis=-1), V), (0, 2, 1, 3))\n",
+        why="heads moved to axis 1 with transposes, scores and sums with matmul",
+    ),
+    Edit(
+        "transformer.kv_cache",
+        old="        Wq, bq, Wk, bk, Wv, bv, Wo, bo = (ops.cast(w, inputs.dtype) for w in attention.weights)\n",
+        new="        Wq, bq, Wk, bk, Wv, bv, Wo, bo = (\n"
+        "            ops.cast(getattr(attention, name), inputs.dtype) for name in (\"Wq\", \"bq\", \"Wk\", \"bk\", \"Wv\", \"bv\", \"Wo\", \"bo\")\n"
+        "        )\n",
+        why="the weights read by name, each cast to the inputs' dtype",
+    ),
 ]
