@@ -180,7 +180,10 @@ def sample_search(next_logits, state, start_tokens, max_length, temperature=1.0,
             one more word when the mass before it equals p exactly).
         seed: an int, or an int scalar tensor (so that a compiled caller
             does not retrace for every seed); the same seed gives the same
-            captions, eager or compiled. None draws a fresh seed per call.
+            captions, eager or compiled, on any machine (Philox draws). XLA
+            (`jit_compile=True`) draws other numbers from the same seed: the
+            same captions from one XLA run to the next, not those of graph
+            mode. None draws a fresh seed per call.
         end_token, pad_token: as `greedy_search`.
 
     Returns:
@@ -201,9 +204,9 @@ def sample_search(next_logits, state, start_tokens, max_length, temperature=1.0,
         inner, pair = carried
         logits, inner = next_logits(tokens, inner)
         logits = filter_logits(ops.cast(logits, "float32") / temperature, top_k, top_p)
-        now, pair = tf.unstack(tf.random.split(pair, 2))  # this step's seed, the next steps'
+        now, pair = tf.unstack(tf.random.split(pair, 2, alg="philox"))  # this step's seed, the next steps'
         tiny = float(np.finfo("float32").tiny)  # u > 0, so -log(u) < inf and g is finite
-        u = tf.random.stateless_uniform(ops.shape(logits), now, minval=tiny, maxval=1.0)
+        u = tf.random.stateless_uniform(ops.shape(logits), now, minval=tiny, maxval=1.0, alg="philox")
         return logits - ops.log(-ops.log(u)), (inner, pair)
 
     return greedy_search(noisy_logits, (state, pair), start_tokens, max_length, end_token, pad_token)

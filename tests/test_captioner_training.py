@@ -252,3 +252,37 @@ def test_one_model_samples_images_then_features_then_images():
     features = model.encode(images, training=False)
     np.testing.assert_array_equal(np.asarray(model.sample(features, max_length=5)), from_images)
     np.testing.assert_array_equal(np.asarray(model.sample(images[:2], max_length=5)), from_images[:2])
+
+
+@pytest.mark.parametrize("name", ["lstm", "transformer"])
+def test_sample_runs_each_decoder_over_start_decoding_compiled_as_eager(name):
+    """model.sample(beam_width=..., temperature=..., seed=...) is kcaption.decoding's search over the model's
+    own start_decoding, compiled (plain graph or XLA) or eager alike; options that do not go together are refused."""
+    from kcaption.decoding import beam_search, greedy_search, sample_search
+    from kcaption.models import build_captioner
+
+    steps.require(REQUIRED_STEPS[name] + ["decoding.beam_search", "transformer.kv_cache"], "this test")
+    model = build_captioner(name, 12, embed_dim=8, hidden_dim=16, **({"num_heads": 2} if name == "transformer" else {}))
+    features = np.sin(np.linspace(-5, 5, 3 * 16 * 32)).reshape(3, 16, 32).astype("float32")
+    x = features if name == "transformer" else features.mean(1)
+    model((x, np.ones((3, 2), "int32")))
+    model.set_weights([np.sin(np.linspace(-3, 3, w.size) + i).reshape(w.shape) for i, w in
+                       enumerate(model.get_weights())])
+    start = model.start_decoding(x)
+    expected = {
+        "greedy": greedy_search(*start, 6),
+        "beam": beam_search(*start, 3, 6, length_penalty=0.6),
+        "sampled": sample_search(*start, 6, temperature=1.3, top_k=5, seed=4),
+    }
+    options = {"greedy": {}, "beam": {"beam_width": 3, "length_penalty": 0.6},
+               "sampled": {"temperature": 1.3, "top_k": 5, "seed": 4}}
+    for kind, ids in expected.items():
+        for how in ({"compiled": False}, {}, {"jit_compile": True})[: 3 if name == "lstm" else 2]:  # XLA: slow to compile
+            if kind == "sampled" and "jit_compile" in how:  # XLA draws other random numbers from the same seed
+                ids = model.sample(x, 6, **how, **options[kind])
+            np.testing.assert_array_equal(np.asarray(model.sample(x, 6, **how, **options[kind])), np.asarray(ids),
+                                          err_msg=f"{kind} {how}")
+    with pytest.raises(ValueError, match="not both"):
+        model.sample(x, 6, beam_width=2, temperature=0.5)
+    with pytest.raises(ValueError, match="`seed` is for sampling"):
+        model.sample(x, 6, seed=1)
