@@ -1,11 +1,13 @@
 """The whole COCO path as a user runs it, through the CLI, on a COCO-format folder the kit writes itself.
 
 export-shapes -> features (a frozen backbone, random weights: no download here) -> train on the cached
-features -> caption raw image files through the saved backbone -> evaluate on the Karpathy test split.
+features -> caption raw image files through the saved backbone -> evaluate on the Karpathy test split, and
+on an outside test set in COCO's format (`--data folder`) with beam search.
 """
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +87,16 @@ def test_export_features_train_evaluate_and_caption_raw_images(coco, tmp_path, m
     results = json.loads((evaluation / "results.json").read_text())
     assert sorted(r["image_id"] for r in results) == list(range(97, 109))  # ids 1-80 train, 81-96 val, 97-108 test
 
+
+    # The same model on an outside test set in COCO's format (a captions JSON and its images, as NICE ships).
+    folder = tmp_path / "outside"
+    shutil.copytree(coco / "val2014", folder / "images")
+    shutil.copy(coco / "annotations" / "captions_val2014.json", folder / "captions.json")
+    result = kcaption("evaluate", out / "model.keras", "--data", "folder", "--root", folder, "--beam-width", 2,
+                      "--out", tmp_path / "outside-scores")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "beam search (k=2)" in result.stdout and "SPICE" in result.stdout
+    scores = json.loads((tmp_path / "outside-scores" / "metrics.json").read_text())
+    assert (scores["data"], scores["images"], scores["decoding"]) == ("folder", 28, "beam search (k=2)")
+    results = json.loads((tmp_path / "outside-scores" / "results.json").read_text())
+    assert sorted(r["image_id"] for r in results) == list(range(81, 109))  # val2014 holds Karpathy val and test
