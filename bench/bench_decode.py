@@ -18,7 +18,6 @@ every round, so a burst of load on a shared machine slows all of them alike.
 
 import argparse
 import os
-import statistics
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -26,23 +25,11 @@ os.environ.setdefault("KCAPTION_SOLUTIONS", "1")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from timing import timed  # noqa: E402 (bench/timing.py)
 
 from kcaption.models import CaptioningRNN, CaptioningTransformer  # noqa: E402
 
 V, L, C = 40, 16, 128  # vocabulary, feature cells, feature channels (the shapes small CNN's grid)
-
-
-def timed(fns, repeats):
-    """(min, median) seconds per call of each function, after one warm-up call each; they take turns."""
-    for fn in fns:
-        fn()
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, spent in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            spent.append(time.perf_counter() - start)
-    return [(min(t), statistics.median(t)) for t in times]
 
 
 def deterministic_weights(model, inputs):

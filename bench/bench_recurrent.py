@@ -12,14 +12,13 @@ Goals on CPU: (a)/(b) >= 1.0; compiled decode >= 25x eager.
 
 import argparse
 import os
-import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KCAPTION_SOLUTIONS", "1")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from timing import timed  # noqa: E402 (bench/timing.py)
 
 from kcaption.models import CaptioningRNN  # noqa: E402
 from kcaption.train import compile_captioner  # noqa: E402
@@ -32,23 +31,6 @@ def captioner(builtin):
     if builtin:  # (b): Keras's own LSTM layer in place of RNN(LSTMCell)
         model.rnn = keras.layers.LSTM(H, return_sequences=True, name="rnn")
     return model
-
-
-def timed(fns, repeats):
-    """Seconds per call of each fn in `fns`: (min, median) over `repeats` rounds, after one warm-up.
-
-    The functions take turns within every round, so a burst of load on a shared
-    machine slows all of them alike instead of one.
-    """
-    for fn in fns:
-        fn()
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, spent in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            spent.append(time.perf_counter() - start)
-    return [(min(t), statistics.median(t)) for t in times]
 
 
 def main():

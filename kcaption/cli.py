@@ -162,37 +162,24 @@ def int_at_least(low):
 positive_int = int_at_least(1)
 
 
-def fraction(text):
-    """An argparse type: a number in (0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number. Received: {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1]. Received: {text}")
-    return value
+def number_where(check, expected):
+    """An argparse type: a number for which `check` holds, or a message saying what was `expected`."""
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number. Received: {text!r}") from None
+        if not check(value):
+            raise argparse.ArgumentTypeError(f"must be {expected}. Received: {text}")
+        return value
+
+    return parse
 
 
-def non_negative_float(text):
-    """An argparse type: a number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number. Received: {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0. Received: {text}")
-    return value
-
-
-def positive_float(text):
-    """An argparse type: a number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number. Received: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number. Received: {text}")
-    return value
+positive_float = number_where(lambda value: value > 0, "a positive number")
+non_negative_float = number_where(lambda value: value >= 0, ">= 0")
+fraction = number_where(lambda value: 0 < value <= 1, "in (0, 1]")
 
 
 TRAIN_OPTIONS = ("karpathy", "backbone", "weights", "image_size", "features", "precision", "strategy",

@@ -170,6 +170,6 @@ def beam_bad_arguments(beam_width, max_length):
 @pytest.mark.step("decoding.beam_search", kit_code=True)
 @pytest.mark.parametrize("beam_width, max_length, bad", [(-1, 3, "beam_width=-1"), ("3", 3, "beam_width='3'"),
                                                           (2, -2, "max_length=-2"), (2, 1.5, "max_length=1.5")])
-def test_bad_arguments_are_named(student, beam_width, max_length, bad):
+def test_other_bad_arguments_are_named_too(student, beam_width, max_length, bad):
     with pytest.raises(ValueError, match=f"Received: {bad}"):
         student.run(beam_bad_arguments, beam_width, max_length)
