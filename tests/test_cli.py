@@ -418,6 +418,9 @@ def test_compare_tables_two_runs_on_the_same_images(run, tmp_path, capsys):
     assert rows[0]["bleu4"] == rows[1]["bleu4"] and rows[0]["params"] == rows[1]["params"]
     assert rows[0]["localization"] is None and rows[0]["train_seconds"] > 0
     assert (tmp_path / "comparison" / "comparison.png").stat().st_size > 10_000
+    code, _, err = cli(capsys, "compare", out, out / "model.keras")
+    assert code == 2
+    assert_one_line_error(err, "got the same run more than once")
 
 
 @pytest.mark.slow

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kcaption.errors import InputError
+
 COLUMNS = (  # (key, header, format)
     ("model", "model", "{}"),
     ("params", "params", "{:,}"),
@@ -91,6 +93,9 @@ def compare_models(entries, split="test", n=200, beam_width=3, repeats=3):
     from kcaption.evaluation.metrics import caption_scores, object_scores
     from kcaption.models import CaptioningTransformer
 
+    names = [entry.name for entry in entries]
+    if len(set(names)) != len(names):
+        raise ValueError(f"compare_models needs one name per model, each once. Received: names={names!r}")
     rows, captions, records = [], {}, None
     for entry in entries:
         records = load_shapes(split, n=n, image_size=entry.image_size)  # the same images, at this model's size
@@ -117,17 +122,21 @@ def compare_models(entries, split="test", n=200, beam_width=3, repeats=3):
 def compare_runs(run_folders, split="test", n=200, beam_width=3, repeats=3):
     """`compare_models` on the models of run folders written by `kcaption train` (or their model.keras files).
 
-    Each is named by its model ("lstm"), or by its folder when two runs have the same model.
+    Each is named by its model ("lstm"); by its folder's name when two runs have the same model, and by the
+    folder's path when their folders have the same name too.
     """
     from kcaption.train import _load_model, _load_vocabulary, inspect_run
 
     runs = [inspect_run(_model_path(folder)) for folder in run_folders]
-    models = [run.model for run in runs]
-    entries = [
-        Entry(run.model if models.count(run.model) == 1 else run.model_path.parent.name, _load_model(run),
-              _load_vocabulary(run), run.image_size, _train_seconds(run))
-        for run in runs
-    ]
+    for run in runs:
+        if run.image_size is None:
+            raise InputError(f"{run.model_path} was trained on cached features; compare captions shapes images, "
+                             "so it needs a model that reads images.")
+    names = [run.model for run in runs]
+    for name_of in (lambda run: run.model_path.parent.name, lambda run: str(run.model_path.parent)):
+        names = [name_of(run) if names.count(name) > 1 else name for name, run in zip(names, runs)]
+    entries = [Entry(name, _load_model(run), _load_vocabulary(run), run.image_size, _train_seconds(run))
+               for name, run in zip(names, runs)]
     return compare_models(entries, split=split, n=n, beam_width=beam_width, repeats=repeats)
 
 
@@ -164,6 +173,10 @@ def compare(run_folders, split="test", n=200, beam_width=3, out=None):
     from kcaption.train import REQUIRED_STEPS, inspect_run
 
     runs = [inspect_run(_model_path(folder)) for folder in run_folders]
+    paths = [str(run.model_path.resolve()) for run in runs]
+    repeated = sorted({path for path in paths if paths.count(path) > 1})
+    if repeated:
+        raise InputError(f"kcaption compare got the same run more than once: {', '.join(repeated)}.")
     needed = sorted({s for run in runs for s in REQUIRED_STEPS[run.model]} | {"decoding.beam_search"})
     steps.require(needed, "kcaption compare")
     comparison = compare_runs(run_folders, split=split, n=n, beam_width=beam_width)
