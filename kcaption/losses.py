@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from kcaption.backprop import wiring
 from kcaption.steps import graded
 
 
@@ -48,6 +49,8 @@ class TemporalSoftmaxLoss(keras.losses.Loss):
 
     Args:
         ignore_index: the target id that contributes nothing (`<NULL>` = 0).
+        manual_backward: if True, the gradient w.r.t. the logits is your lesson-08
+            `temporal_softmax_loss_backward` (kcaption/backprop) instead of autodiff's.
         name: the loss name shown by `fit`.
 
     Call arguments:
@@ -72,12 +75,18 @@ class TemporalSoftmaxLoss(keras.losses.Loss):
         >>> model.compile(optimizer="adam", loss=TemporalSoftmaxLoss())
     """
 
-    def __init__(self, ignore_index=0, name="temporal_softmax_loss", **kwargs):
+    def __init__(self, ignore_index=0, manual_backward=False, name="temporal_softmax_loss", **kwargs):
         super().__init__(name=name, **kwargs)
+        wiring.check_manual_backward(manual_backward)
         self.ignore_index = ignore_index
+        self.manual_backward = manual_backward
 
     def call(self, y_true, y_pred):
-        return temporal_softmax_loss(y_pred, ops.cast(y_true, "int32"), self.ignore_index)
+        targets = ops.cast(y_true, "int32")
+        loss = temporal_softmax_loss(y_pred, targets, self.ignore_index)
+        if self.manual_backward:
+            loss = wiring.temporal_softmax_loss(y_pred, targets, loss, self.ignore_index)
+        return loss
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         if sample_weight is not None:
@@ -88,7 +97,7 @@ class TemporalSoftmaxLoss(keras.losses.Loss):
         return _scale_for_distribution(self.call(y_true, y_pred))
 
     def get_config(self):
-        return {**super().get_config(), "ignore_index": self.ignore_index}
+        return {**super().get_config(), "ignore_index": self.ignore_index, "manual_backward": self.manual_backward}
 
 
 def _scale_for_distribution(loss):

@@ -19,6 +19,61 @@ def rel_error(actual, expected):
     return float(np.max(np.abs(actual - expected) / np.maximum(1e-8, np.abs(actual) + np.abs(expected))))
 
 
+def numeric_gradient(f, x, df=None, h=1e-5):
+    """The gradient of `f` at `x` by centred differences, in float64 (CS231n's `eval_numerical_gradient_array`).
+
+    Each entry of x is moved by +h and -h in turn:
+        grad[i] = (g(x + h e_i) - g(x - h e_i)) / (2 h),   g(x) = sum(f(x) * df)
+    With `df=None`, f must return a scalar and g is f itself. With an upstream
+    gradient `df` (the shape of f's output), the result is the gradient of
+    sum(f(x) * df): exactly what a backward pass given `df` returns.
+
+    Why centred, and why float64: the error of a centred difference is O(h^2)
+    (a one-sided one's is O(h)); in float64, rounding adds about 1e-16 / h, so
+    h = 1e-5 leaves ~1e-10, well below the 1e-7 a bug of any size gives. In
+    float32 rounding alone would be ~1e-2.
+
+    Args:
+        f: a function of one array (NumPy or tensor in, array-like out). It is
+            called 2 * x.size times with float64 copies of x; x itself is not changed.
+        x: the point, an array.
+        df: the upstream gradient, or None for a scalar f.
+        h: the step.
+
+    Returns:
+        A float64 array of x's shape.
+    """
+    x = np.array(x, dtype=np.float64)
+    if df is not None:
+        df = np.asarray(df, dtype=np.float64)
+
+    def g(point):
+        value = np.asarray(f(point), dtype=np.float64)
+        if df is None:
+            if value.size != 1:
+                raise ValueError(
+                    f"numeric_gradient: f returned shape {value.shape}; without `df` it must return a scalar "
+                    f"(pass the upstream gradient as df=...). Received: f(x).shape={value.shape}"
+                )
+            return float(value.reshape(()))
+        if value.shape != df.shape:
+            raise ValueError(
+                f"numeric_gradient: `df` must have the shape of f(x), {value.shape}. Received: df.shape={df.shape}"
+            )
+        return float(np.sum(value * df))
+
+    grad = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        saved = x[index]
+        x[index] = saved + h
+        up = g(x.copy())
+        x[index] = saved - h
+        down = g(x.copy())
+        x[index] = saved
+        grad[index] = (up - down) / (2 * h)
+    return grad
+
+
 def assert_close(actual, expected, *, atol=1e-6, rtol=1e-5, what="output", hint="", mistakes=None, masked=None):
     """Assert `actual` matches `expected`, with a message a student can act on.
 

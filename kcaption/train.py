@@ -294,7 +294,7 @@ def compile_captioner(model, learning_rate=2e-3, jit_compile=True, steps_per_exe
 
     model.compile(
         optimizer=optimizer or keras.optimizers.Adam(learning_rate, clipnorm=5.0),
-        loss=TemporalSoftmaxLoss(),
+        loss=TemporalSoftmaxLoss(manual_backward=getattr(model, "manual_backward", False)),
         metrics=[MaskedTokenAccuracy()],
         jit_compile=jit_compile,
         steps_per_execution=steps_per_execution,

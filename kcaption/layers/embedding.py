@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from kcaption.backprop import wiring
 from kcaption.steps import graded
 from kcaption.validation import check_positive_ints
 
@@ -16,6 +17,8 @@ class WordEmbedding(keras.layers.Layer):
         embed_dim: size D of each word vector.
         mask_zero: if True, id 0 (`<NULL>`, padding) is masked out for the
             layers that follow (an RNN then skips those steps).
+        manual_backward: if True, training backpropagates through this layer with
+            your lesson-08 `word_embedding_backward` (kcaption/backprop) instead of autodiff.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -37,9 +40,11 @@ class WordEmbedding(keras.layers.Layer):
         `keras.layers.Embedding`.
     """
 
-    def __init__(self, vocab_size, embed_dim, mask_zero=False, **kwargs):
+    def __init__(self, vocab_size, embed_dim, mask_zero=False, manual_backward=False, **kwargs):
         super().__init__(**kwargs)
         check_positive_ints(vocab_size=vocab_size, embed_dim=embed_dim)
+        wiring.check_manual_backward(manual_backward)
+        self.manual_backward = manual_backward
         self.vocab_size = vocab_size
         self.embed_dim = embed_dim
         self.mask_zero = mask_zero
@@ -53,6 +58,7 @@ class WordEmbedding(keras.layers.Layer):
             initializer=keras.initializers.RandomNormal(stddev=1.0 / self.vocab_size**0.5),
         )
 
+    @wiring.word_embedding
     @graded("embedding.forward", lesson="02_embedding_and_loss", points=2)
     def call(self, inputs):
         """Look up the word vector of every token id.
@@ -90,4 +96,5 @@ class WordEmbedding(keras.layers.Layer):
             "vocab_size": self.vocab_size,
             "embed_dim": self.embed_dim,
             "mask_zero": self.mask_zero,
+            "manual_backward": self.manual_backward,
         }

@@ -3,6 +3,7 @@
 import keras
 from keras import ops  # noqa: F401 (for your code in call)
 
+from kcaption.backprop import wiring
 from kcaption.steps import graded
 from kcaption.validation import check_positive_ints
 
@@ -28,6 +29,8 @@ class LSTMCell(keras.layers.Layer):
 
     Args:
         units: size H of the hidden and cell states.
+        manual_backward: if True, training backpropagates through this cell with
+            your lesson-08 `lstm_step_backward` (kcaption/backprop) instead of autodiff.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -54,10 +57,12 @@ class LSTMCell(keras.layers.Layer):
         (which orders the gates i, f, o, g); `keras.layers.LSTMCell`.
     """
 
-    def __init__(self, units, **kwargs):
+    def __init__(self, units, manual_backward=False, **kwargs):
         super().__init__(**kwargs)
         check_positive_ints(units=units)
+        wiring.check_manual_backward(manual_backward)
         self.units = units
+        self.manual_backward = manual_backward
         self.state_size = [units, units]
         self.output_size = units
 
@@ -68,6 +73,7 @@ class LSTMCell(keras.layers.Layer):
         self.Wh = self.add_weight(name="Wh", shape=(H, 4 * H), initializer="orthogonal")
         self.b = self.add_weight(name="b", shape=(4 * H,), initializer=forget_bias_initializer(H))
 
+    @wiring.lstm_cell
     @graded("lstm.cell", lesson="04_lstm", points=4)
     def call(self, inputs, states, training=None):
         """One LSTM step.
@@ -99,4 +105,4 @@ class LSTMCell(keras.layers.Layer):
         )
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units}
+        return {**super().get_config(), "units": self.units, "manual_backward": self.manual_backward}

@@ -3,6 +3,7 @@
 import keras
 from keras import ops  # noqa: F401 (for your code in call)
 
+from kcaption.backprop import wiring
 from kcaption.steps import graded
 from kcaption.validation import check_positive_ints
 
@@ -16,6 +17,8 @@ class RNNCell(keras.layers.Layer):
 
     Args:
         units: size H of the hidden state.
+        manual_backward: if True, training backpropagates through this cell with
+            your lesson-08 `rnn_step_backward` (kcaption/backprop) instead of autodiff.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -41,10 +44,12 @@ class RNNCell(keras.layers.Layer):
         `kernel`, `recurrent_kernel`, `bias`).
     """
 
-    def __init__(self, units, **kwargs):
+    def __init__(self, units, manual_backward=False, **kwargs):
         super().__init__(**kwargs)
         check_positive_ints(units=units)
+        wiring.check_manual_backward(manual_backward)
         self.units = units
+        self.manual_backward = manual_backward
         self.state_size = units
         self.output_size = units
 
@@ -54,6 +59,7 @@ class RNNCell(keras.layers.Layer):
         self.Wh = self.add_weight(name="Wh", shape=(self.units, self.units), initializer="orthogonal")
         self.b = self.add_weight(name="b", shape=(self.units,), initializer="zeros")
 
+    @wiring.rnn_cell
     @graded("rnn.cell", lesson="03_rnn", points=3)
     def call(self, inputs, states, training=None):
         """One RNN step.
@@ -74,4 +80,4 @@ class RNNCell(keras.layers.Layer):
         )
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units}
+        return {**super().get_config(), "units": self.units, "manual_backward": self.manual_backward}

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from kcaption.backprop.wiring import check_manual_backward
 from kcaption.decoding import START
 from kcaption.layers import LSTMCell, RNNCell, WordEmbedding
 from kcaption.layers.attention import AttentionLSTM, AttentionLSTMCell, attention_initial_state
@@ -68,6 +69,10 @@ class CaptioningRNN(Captioner):
             `num_layers`). Only 1 for cell_type="attn".
         inject: where the image enters: "init" (the first state) or "pre" (the
             first input word). Only "init" for cell_type="attn".
+        manual_backward: if True, the word embedding and the RNN/LSTM cells
+            backpropagate with your lesson-08 backward steps, and `compile_captioner`
+            gives the loss `temporal_softmax_loss_backward` (the Dense layers and
+            Keras's RNN loop keep autodiff). Not for cell_type="attn".
         **kwargs: base `keras.Model` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -107,6 +112,7 @@ class CaptioningRNN(Captioner):
         initial_cell="zeros",
         num_layers=1,
         inject="init",
+        manual_backward=False,
         **kwargs,
     ):
         super().__init__(encoder=encoder, **kwargs)
@@ -123,6 +129,12 @@ class CaptioningRNN(Captioner):
         if inject not in INJECTS:
             raise ValueError(f"`inject` must be one of {INJECTS}. Received: inject={inject!r}")
         check_positive_ints(vocab_size=vocab_size, embed_dim=embed_dim, hidden_dim=hidden_dim, num_layers=num_layers)
+        check_manual_backward(manual_backward)
+        if manual_backward and cell_type == "attn":
+            raise ValueError(
+                "Lesson 08 writes the backward steps of the RNN and LSTM cells, not of the attention LSTM: "
+                f"manual_backward=True takes cell_type='rnn' or 'lstm'. Received: cell_type={cell_type!r}"
+            )
         if cell_type == "attn" and (num_layers != 1 or inject != "init"):
             raise ValueError(
                 "cell_type='attn' is one attention LSTM layer started from the image: it takes only "
@@ -141,6 +153,7 @@ class CaptioningRNN(Captioner):
         self.initial_cell = initial_cell
         self.num_layers = num_layers
         self.inject = inject
+        self.manual_backward = manual_backward
         if inject == "pre":
             # The image as a word vector (N, D), batch-normalised as in the NCTU lab's encoder
             # (PyTorch's BatchNorm1d(momentum=0.01, eps=1e-5) is Keras's momentum=0.99, epsilon=1e-5).
@@ -151,13 +164,15 @@ class CaptioningRNN(Captioner):
             )
         else:
             self.feature_projection = keras.layers.Dense(num_layers * hidden_dim, name="feature_projection")
-        self.embedding = WordEmbedding(vocab_size, embed_dim, name="embedding")
+        self.embedding = WordEmbedding(vocab_size, embed_dim, manual_backward=manual_backward, name="embedding")
         if cell_type == "attn":
             self.rnn = AttentionLSTM(hidden_dim, name="rnn")
         elif num_layers == 1:
-            self.rnn = keras.layers.RNN(CELLS[cell_type](hidden_dim, name="cell"), return_sequences=True, name="rnn")
+            cell = CELLS[cell_type](hidden_dim, manual_backward=manual_backward, name="cell")
+            self.rnn = keras.layers.RNN(cell, return_sequences=True, name="rnn")
         else:
-            cells = [CELLS[cell_type](hidden_dim, name=f"cell_{layer}") for layer in range(num_layers)]
+            cells = [CELLS[cell_type](hidden_dim, manual_backward=manual_backward, name=f"cell_{layer}")
+                     for layer in range(num_layers)]
             stack = keras.layers.StackedRNNCells(cells, name="cells")  # cell_0 reads the words, the top one is scored
             self.rnn = keras.layers.RNN(stack, return_sequences=True, name="rnn")
         # Logits in float32 under mixed precision, for a stable softmax.
@@ -261,4 +276,5 @@ class CaptioningRNN(Captioner):
             "initial_cell": self.initial_cell,
             "num_layers": self.num_layers,
             "inject": self.inject,
+            "manual_backward": self.manual_backward,
         }
