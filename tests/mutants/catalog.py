@@ -755,6 +755,11 @@ MUTANTS = [
         "        values = ops.concatenate([ops.matmul(inputs, Wv) + bv, values], axis=1)\n",
         why="prepends the new position to the cache (the cache out of order)",
     ),
+    # lesson 08: backprop.rnn_step (mutants)
+    # lesson 08: backprop.rnn (mutants)
+    # lesson 08: backprop.embedding (mutants)
+    # lesson 08: backprop.loss (mutants)
+    # lesson 08: backprop.lstm_step (mutants)
 ]
 
 VARIANTS = [
@@ -953,4 +958,9 @@ VARIANTS = [
         "        )\n",
         why="the weights read by name, each cast to the inputs' dtype",
     ),
+    # lesson 08: backprop.rnn_step (variants)
+    # lesson 08: backprop.rnn (variants)
+    # lesson 08: backprop.embedding (variants)
+    # lesson 08: backprop.loss (variants)
+    # lesson 08: backprop.lstm_step (variants)
 ]
