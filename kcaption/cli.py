@@ -183,7 +183,7 @@ fraction = number_where(lambda value: 0 < value <= 1, "in (0, 1]")
 
 
 TRAIN_OPTIONS = ("karpathy", "backbone", "weights", "image_size", "features", "precision", "strategy",
-                 "learning_rate", "min_count", "num_layers", "inject", "monitor", "patience")
+                 "learning_rate", "min_count", "num_layers", "inject", "manual_backward", "monitor", "patience")
 FEATURE_OPTIONS = ("karpathy", "backbone", "weights", "image_size", "features")
 
 
@@ -279,6 +279,9 @@ def build_parser():
     p.add_argument("--inject", choices=["init", "pre"], default="init",
                    help="where the image enters an rnn/lstm: init = its first state (CS231n), pre = its first "
                         "input word (Show and Tell) (default: init)")
+    p.add_argument("--manual-backward", action="store_true",
+                   help="backpropagate with your lesson-08 backward steps (rnn, lstm): the word embedding, the "
+                        "cells and the loss; autodiff for the rest")
     p.add_argument("--monitor", choices=["val_loss", "val_cider"], default="val_loss",
                    help="what best.keras and --patience go by (default: val_loss)")
     p.add_argument("--patience", type=positive_int, default=None,

@@ -78,6 +78,10 @@ REQUIRED_STEPS = {
 }
 # What loading a saved model and sampling run (`kcaption caption`): no loss. (Keras builds a
 # reloaded model by calling it, so the forward pass is needed even where decoding does not use it.)
+BACKWARD_STEPS = {  # what --manual-backward runs (lesson 08), besides the model's own steps
+    "rnn": ["backprop.embedding", "backprop.loss", "backprop.rnn_step"],
+    "lstm": ["backprop.embedding", "backprop.loss", "backprop.lstm_step"],
+}
 SAMPLE_STEPS = {model: [s for s in ids if s != "loss.temporal_softmax"] for model, ids in REQUIRED_STEPS.items()}
 IMAGE_SIZE = 64
 NATIVE_SIZE = 224  # the keras.applications backbones' ImageNet size
@@ -106,6 +110,7 @@ class Settings:
     min_count: int | None = None
     num_layers: int = 1
     inject: str = "init"
+    manual_backward: bool = False
     monitor: str = "val_loss"
     patience: int | None = None
     small: bool = False
@@ -167,6 +172,11 @@ class Settings:
             raise InputError(
                 "--num-layers and --inject shape the recurrent decoders (rnn, lstm). "
                 f"Received: model={resolved.model!r}, num_layers={resolved.num_layers}, inject={resolved.inject!r}"
+            )
+        if resolved.manual_backward and resolved.model not in BACKWARD_STEPS:
+            raise InputError(
+                "--manual-backward trains with lesson 08's backward steps, written for the rnn and lstm "
+                f"captioners. Received: model={resolved.model!r}"
             )
         return resolved
 
@@ -369,7 +379,7 @@ def train(
             raised. Other settings given that differ from the run's are refused.
         **options: the other `Settings` (karpathy, backbone, weights,
             image_size, features, precision, strategy, learning_rate,
-            min_count, num_layers, inject, monitor, patience).
+            min_count, num_layers, inject, manual_backward, monitor, patience).
 
     Returns:
         A dict: the metrics, and the paths written ("paths").
@@ -380,7 +390,9 @@ def train(
     given = Settings(model=model, data=data, root=root, epochs=epochs, batch_size=batch_size, small=small, **options)
     check_run_folder(out, force, resume)
     settings = _resumed_settings(out, given) if resume else given.resolve()
-    steps.require(REQUIRED_STEPS[settings.model], f"kcaption train --model {settings.model}")
+    backward = BACKWARD_STEPS[settings.model] if settings.manual_backward else []
+    steps.require(REQUIRED_STEPS[settings.model] + backward, f"kcaption train --model {settings.model}"
+                  + " --manual-backward" * settings.manual_backward)
     verbose = fit_verbosity() if verbose is None else verbose
     from kcaption.distribute import get_strategy, is_chief, set_precision, worker_path
 
@@ -521,7 +533,8 @@ def _model_arguments(settings):
     preset = settings.preset
     arguments = {key: preset[key] for key in MODEL_KEYS if key in preset}
     if settings.model in ("rnn", "lstm"):
-        arguments.update(num_layers=settings.num_layers, inject=settings.inject)
+        arguments.update(num_layers=settings.num_layers, inject=settings.inject,
+                         manual_backward=settings.manual_backward)
         if settings.inject == "pre":  # the states start from zeros, and the image is the first word
             arguments.pop("initial_cell", None)
     return arguments

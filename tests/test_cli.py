@@ -245,6 +245,30 @@ def test_train_prints_one_line_per_epoch_and_names_the_held_out_split(run):
     assert json.loads((out / "metrics.json").read_text())["split"] == "val"
 
 
+def test_manual_backward_is_for_the_recurrent_captioners_only(capsys, tmp_path):
+    code, out, err = cli(capsys, "train", "--small", "--model", "attn", "--manual-backward", "--out", tmp_path / "r")
+    assert code == 2 and out == ""
+    assert_one_line_error(err, "--manual-backward", "Received: model='attn'")
+    assert not (tmp_path / "r").exists(), "it started working"
+
+
+def test_train_with_manual_backward_uses_and_records_it(tmp_path):
+    """`kcaption train --manual-backward`: the saved cells and loss take the lesson-08 backward steps."""
+    import keras
+
+    from kcaption.train import BACKWARD_STEPS, REQUIRED_STEPS
+
+    steps.require(REQUIRED_STEPS["rnn"] + BACKWARD_STEPS["rnn"], "this test")
+    out = tmp_path / "run"
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        code = main(["train", "--small", "--epochs", "1", "--model", "rnn", "--manual-backward", "--out", str(out)])
+    assert code == 0, printed.getvalue()[-3000:]
+    assert json.loads((out / "config.json").read_text())["settings"]["manual_backward"] is True
+    model = keras.models.load_model(out / "model.keras")
+    assert model.manual_backward and model.embedding.manual_backward and model.rnn.cell.manual_backward
+    assert model.loss.manual_backward, "the loss backpropagates with temporal_softmax_loss_backward too"
+
+
 def test_fit_verbosity_is_a_bar_only_on_a_terminal():
     from kcaption.train import fit_verbosity
 
