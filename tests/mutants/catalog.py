@@ -756,10 +756,233 @@ MUTANTS = [
         why="prepends the new position to the cache (the cache out of order)",
     ),
     # lesson 08: backprop.rnn_step (mutants)
+    Edit(
+        "backprop.rnn_step",
+        old="dz = dnext_h * (1 - next_h * next_h)",
+        new="dz = dnext_h * (1 - next_h)",
+        why="tanh'(z) written as 1 - tanh(z)",
+    ),
+    Edit(
+        "backprop.rnn_step",
+        old="dz = dnext_h * (1 - next_h * next_h)",
+        new="dz = dnext_h * (1 - ops.tanh(next_h) ** 2)",
+        why="tanh' applied to next_h, the tanh's output, as if it were z",
+    ),
+    Edit(
+        "backprop.rnn_step",
+        old="dz = dnext_h * (1 - next_h * next_h)",
+        new="dz = dnext_h",
+        why="forgets the tanh': backpropagates as if the step were linear",
+    ),
+    Edit(
+        "backprop.rnn_step",
+        old="dWh = ops.matmul(ops.transpose(prev_h), dz)",
+        new="dWh = ops.matmul(ops.transpose(dz), prev_h)",
+        why="dWh transposed: dz^T prev_h has Wh's (square) shape, so no shape error says so",
+    ),
+    Edit(
+        "backprop.rnn_step",
+        old="dWx = ops.matmul(ops.transpose(x), dz)",
+        new="dWx = ops.matmul(ops.transpose(dz), x)",
+        why="dWx transposed (only the shape differs when D != H; with D == H it runs)",
+    ),
+    Edit(
+        "backprop.rnn_step",
+        old="dx = ops.matmul(dz, ops.transpose(Wx))",
+        new="dx = ops.matmul(dz, Wx)",
+        why="dx = dz Wx, no transpose",
+    ),
+    Edit(
+        "backprop.rnn_step",
+        old="db = ops.sum(dz, axis=0)",
+        new="db = ops.mean(dz, axis=0)",
+        why="db averaged over the batch instead of summed",
+    ),
     # lesson 08: backprop.rnn (mutants)
+    Edit(
+        "backprop.rnn",
+        old="dWx, dWh, db = dWx + dWx_t, dWh + dWh_t, db + db_t",
+        new="dWx, dWh, db = dWx_t, dWh_t, db_t",
+        why="weight gradients overwritten at every step (= instead of +=): only step 0's share is kept",
+    ),
+    Edit(
+        "backprop.rnn",
+        old="step_backward(dh[:, t] + dprev, ",
+        new="step_backward(dh[:, t], ",
+        why="the dh from the next step (dprev) is not added: no gradient flows back through time",
+    ),
+    Edit(
+        "backprop.rnn",
+        old="prev_h = h0 if t == 0 else h[:, t - 1]",
+        new="prev_h = h0 if t == 0 else h[:, t]",
+        why="prev_h taken as h[:, t], the step's own output, instead of h[:, t-1]",
+    ),
+    Edit(
+        "backprop.rnn",
+        old="return ops.stack(dxs[::-1], axis=1)",
+        new="return ops.stack(dxs, axis=1)",
+        why="dx stacked in the order the loop made it: time reversed",
+    ),
+    Edit(
+        "backprop.rnn",
+        old="for t in reversed(range(x.shape[1])):",
+        new="for t in range(x.shape[1]):",
+        why="loops forward in time: each step gets the dprev of the step before it",
+    ),
+    Edit(
+        "backprop.rnn",
+        old="return ops.stack(dxs[::-1], axis=1), dprev, ",
+        new="return ops.stack(dxs[::-1], axis=1), ops.zeros_like(h0), ",
+        why="dh0 returned as 0 (h0 treated as a constant)",
+    ),
     # lesson 08: backprop.embedding (mutants)
+    Edit(
+        "backprop.embedding",
+        old="return ops.segment_sum(rows, flat_ids, num_segments=vocab_size)",
+        new="return ops.scatter_update(ops.zeros((vocab_size, D), rows.dtype), flat_ids[:, None], rows)",
+        why="scatters with an update (dW[ids] = dout): a repeated id keeps one of its gradients",
+    ),
+    Edit(
+        "backprop.embedding",
+        old="return ops.segment_sum(rows, flat_ids, num_segments=vocab_size)",
+        new="return ops.segment_sum(rows, flat_ids)",
+        why="no num_segments: dW stops at the largest id that occurs, not at vocab_size",
+    ),
+    Edit(
+        "backprop.embedding",
+        old="return ops.segment_sum(rows, flat_ids, num_segments=vocab_size)",
+        new="return ops.segment_sum(rows, flat_ids, num_segments=vocab_size) / ops.maximum(\n"
+        "        ops.segment_sum(ops.ones_like(rows[:, :1]), flat_ids, num_segments=vocab_size), 1)",
+        why="averages a repeated word's gradients instead of summing them",
+    ),
+    Edit(
+        "backprop.embedding",
+        old="rows = ops.reshape(dout, (-1, D))",
+        new='rows = ops.cast(ops.reshape(dout, (-1, D)), "float32")',
+        why="sums in float32: float64 dout gives a float32 dW",
+    ),
     # lesson 08: backprop.loss (mutants)
+    Edit(
+        "backprop.loss",
+        old="return (probs - onehot) * mask[..., None] / batch_size",
+        new="return (probs - onehot) / batch_size",
+        why="masked positions leak gradient: the mask is not applied",
+    ),
+    Edit(
+        "backprop.loss",
+        old="return (probs - onehot) * mask[..., None] / batch_size",
+        new="return (probs * mask[..., None] - onehot) / batch_size",
+        why="masks the softmax but not the one-hot: an ignored position still sends -1/N to its target",
+    ),
+    Edit(
+        "backprop.loss",
+        old="mask = ops.cast(ops.not_equal(targets, ignore_index), dtype)",
+        new="mask = ops.cast(ops.not_equal(targets, 0), dtype)",
+        why="masks <NULL> (id 0) whatever ignore_index says",
+    ),
+    Edit(
+        "backprop.loss",
+        old="return (probs - onehot) * mask[..., None] / batch_size",
+        new="return (probs - onehot) * mask[..., None] / ops.sum(mask)",
+        why="divides by the number of real tokens instead of the batch size (NaN for a fully masked batch)",
+    ),
+    Edit(
+        "backprop.loss",
+        old="return (probs - onehot) * mask[..., None] / batch_size",
+        new="return (probs - onehot) * mask[..., None] / (batch_size * ops.cast(ops.shape(targets)[1], dtype))",
+        why="divides by N*T (a mean over every position) instead of N",
+    ),
+    Edit(
+        "backprop.loss",
+        old="return (probs - onehot) * mask[..., None] / batch_size",
+        new="return (onehot - probs) * mask[..., None] / batch_size",
+        why="sign flipped: the gradient of the log-likelihood, not of the loss",
+    ),
+    Edit(
+        "backprop.loss",
+        old='keras.backend.result_type(logits.dtype, "float32")',
+        new='"float32"',
+        why="always computes in float32: float64 logits give a float32 gradient",
+    ),
+    Edit(
+        "backprop.loss",
+        old='keras.backend.result_type(logits.dtype, "float32")',
+        new="keras.backend.standardize_dtype(logits.dtype)",
+        why="computes in the logits' own dtype, float16 included",
+    ),
+    Edit(
+        "backprop.loss",
+        old="probs = ops.softmax(logits, axis=-1)",
+        new="probs = ops.exp(logits) / ops.sum(ops.exp(logits), axis=-1, keepdims=True)",
+        why="softmax as exp / sum(exp) without subtracting the max: overflows for large logits",
+    ),
     # lesson 08: backprop.lstm_step (mutants)
+    Edit(
+        "backprop.lstm_step",
+        old="[di * i * (1 - i), df * f * (1 - f), dg * (1 - g * g), do * o * (1 - o)]",
+        new="[di * i * (1 - i), df * f * (1 - f), do * o * (1 - o), dg * (1 - g * g)]",
+        why="dz's gate blocks in the order i, f, o, g: g's and o's weight gradients swapped",
+    ),
+    Edit(
+        "backprop.lstm_step",
+        old="z_i, z_f, z_g, z_o = ops.split(z, 4, axis=-1)",
+        new="z_i, z_f, z_o, z_g = ops.split(z, 4, axis=-1)",
+        why="recomputes the forward with the gates read in the order i, f, o, g",
+    ),
+    Edit(
+        "backprop.lstm_step",
+        old="dc = dnext_c + dnext_h * o * (1 - tanh_c * tanh_c)",
+        new="dc = dnext_h * o * (1 - tanh_c * tanh_c)",
+        why="dnext_c not added: the cell path through time is dropped",
+    ),
+    Edit(
+        "backprop.lstm_step",
+        old="dc = dnext_c + dnext_h * o * (1 - tanh_c * tanh_c)",
+        new="dc = dnext_c + dnext_h * o * (1 - tanh_c)",
+        why="tanh'(next_c) written as 1 - tanh(next_c)",
+    ),
+    Edit(
+        "backprop.lstm_step",
+        old="[di * i * (1 - i), ",
+        new="[di * i, ",
+        why="sigmoid' of the input gate written as i instead of i (1 - i)",
+    ),
+    Edit(
+        "backprop.lstm_step",
+        old="dg * (1 - g * g)",
+        new="dg * g * (1 - g)",
+        why="the sigmoid' used for g, which is a tanh",
+    ),
+    Edit(
+        "backprop.lstm_step",
+        old="dc * i, dc * f\n",
+        new="dc * i, dc\n",
+        why="dprev_c = dc: forgets the forget gate",
+    ),
+    Edit(
+        "backprop.lstm_step",
+        old="di, df, dg, dprev_c = dc * g, dc * prev_c, dc * i, dc * f",
+        new="di, df, dg, dprev_c = dc * i, dc * prev_c, dc * g, dc * f",
+        why="di = dc * i and dg = dc * g: each gate multiplied by itself instead of by its partner",
+    ),
+    Edit(
+        "backprop.lstm_step",
+        old="do = dnext_h * tanh_c",
+        new="do = dnext_h * (f * prev_c + i * g)",
+        why="do = dnext_h * next_c: the tanh of the cell state forgotten",
+    ),
+    Edit(
+        "backprop.lstm_step",
+        old="[di * i * (1 - i), ",
+        new="[di * ops.exp(-z_i) / (1 + ops.exp(-z_i)) ** 2, ",
+        why="sigmoid' written from z as exp(-z) / (1 + exp(-z))^2: inf / inf = NaN when the gate saturates",
+    ),
+    Edit(
+        "backprop.lstm_step",
+        old="ops.sum(dz, axis=0)",
+        new="ops.mean(dz, axis=0)",
+        why="db averaged over the batch instead of summed",
+    ),
 ]
 
 VARIANTS = [
@@ -959,8 +1182,98 @@ VARIANTS = [
         why="the weights read by name, each cast to the inputs' dtype",
     ),
     # lesson 08: backprop.rnn_step (variants)
+    Edit(
+        "backprop.rnn_step",
+        old="dz = dnext_h * (1 - next_h * next_h)",
+        new="dz = dnext_h * (1 - ops.square(next_h))",
+        why="ops.square for tanh(z)^2",
+    ),
+    Edit(
+        "backprop.rnn_step",
+        old="    dWx = ops.matmul(ops.transpose(x), dz)  # (D, H)\n"
+        "    dWh = ops.matmul(ops.transpose(prev_h), dz)  # (H, H)\n"
+        "    db = ops.sum(dz, axis=0)  # (H,)\n",
+        new='    dWx = ops.einsum("nd,nh->dh", x, dz)\n'
+        '    dWh = ops.einsum("nk,nh->kh", prev_h, dz)\n'
+        "    db = ops.matmul(ops.ones_like(dz[:, 0]), dz)\n",
+        why="einsum for the weight gradients, a matmul with ones for db",
+    ),
     # lesson 08: backprop.rnn (variants)
+    Edit(
+        "backprop.rnn",
+        old="    dWx, dWh, db = ops.zeros_like(Wx), ops.zeros_like(Wh), ops.zeros_like(Wh[0])\n"
+        "    dxs = []\n"
+        "    for t in reversed(range(x.shape[1])):\n"
+        "        prev_h = h0 if t == 0 else h[:, t - 1]\n"
+        "        dx_t, dprev, dWx_t, dWh_t, db_t = step_backward(dh[:, t] + dprev, x[:, t], prev_h, h[:, t], Wx, Wh)\n"
+        "        dWx, dWh, db = dWx + dWx_t, dWh + dWh_t, db + db_t\n"
+        "        dxs.append(dx_t)\n"
+        "    return ops.stack(dxs[::-1], axis=1), dprev, dWx, dWh, db",
+        new="    dxs, weight_grads = [], []\n"
+        "    for t in range(x.shape[1] - 1, -1, -1):\n"
+        "        prev_h = h[:, t - 1] if t > 0 else h0\n"
+        "        dx_t, dprev, *grads_t = step_backward(dh[:, t] + dprev, x[:, t], prev_h, h[:, t], Wx, Wh)\n"
+        "        dxs.insert(0, dx_t)\n"
+        "        weight_grads.append(grads_t)\n"
+        "    dWx, dWh, db = (ops.sum(ops.stack(g), axis=0) for g in zip(*weight_grads))\n"
+        "    return ops.stack(dxs, axis=1), dprev, dWx, dWh, db",
+        why="per-step gradients kept in a list and summed at the end; dx inserted at the front",
+    ),
+    Edit(
+        "backprop.rnn",
+        old="        dx_t, dprev, dWx_t, dWh_t, db_t = step_backward(dh[:, t] + dprev, x[:, t], prev_h, h[:, t], Wx, Wh)\n",
+        new="        dz = (dh[:, t] + dprev) * (1 - h[:, t] ** 2)  # the step written inline\n"
+        "        dx_t, dprev = ops.matmul(dz, ops.transpose(Wx)), ops.matmul(dz, ops.transpose(Wh))\n"
+        "        dWx_t, dWh_t, db_t = ops.matmul(ops.transpose(x[:, t]), dz), ops.matmul(ops.transpose(prev_h), dz), ops.sum(dz, 0)\n",
+        why="the step's backward written inline instead of calling rnn_step_backward",
+    ),
     # lesson 08: backprop.embedding (variants)
+    Edit(
+        "backprop.embedding",
+        old="return ops.segment_sum(rows, flat_ids, num_segments=vocab_size)",
+        new="return ops.matmul(ops.transpose(ops.one_hot(flat_ids, vocab_size, dtype=rows.dtype)), rows)",
+        why="one_hot(ids)^T @ dout",
+    ),
+    Edit(
+        "backprop.embedding",
+        old="    return ops.segment_sum(rows, flat_ids, num_segments=vocab_size)  # (V, D)",
+        new="    import tensorflow as tf\n\n"
+        "    return tf.tensor_scatter_nd_add(ops.zeros((vocab_size, D), rows.dtype), flat_ids[:, None], rows)",
+        why="tf.tensor_scatter_nd_add into zeros",
+    ),
+    Edit(
+        "backprop.embedding",
+        old="return ops.segment_sum(rows, flat_ids, num_segments=vocab_size)",
+        new="return ops.scatter(flat_ids[:, None], rows, (vocab_size, D))",
+        why="ops.scatter (TensorFlow's scatter_nd sums the updates of a repeated index)",
+    ),
     # lesson 08: backprop.loss (variants)
+    Edit(
+        "backprop.loss",
+        old="probs = ops.softmax(logits, axis=-1)",
+        new="probs = ops.exp(ops.log_softmax(logits, axis=-1))",
+        why="softmax as exp(log_softmax)",
+    ),
+    Edit(
+        "backprop.loss",
+        old="return (probs - onehot) * mask[..., None] / batch_size",
+        new="return ops.where(mask[..., None] > 0, probs - onehot, ops.zeros_like(probs)) / batch_size",
+        why="ops.where on the mask instead of multiplying by it",
+    ),
     # lesson 08: backprop.lstm_step (variants)
+    Edit(
+        "backprop.lstm_step",
+        old="[di * i * (1 - i), df * f * (1 - f), dg * (1 - g * g), do * o * (1 - o)]",
+        new="[di * ops.sigmoid(z_i) * ops.sigmoid(-z_i), df * f * (1 - f), dg * (1 - ops.square(ops.tanh(z_g))),\n"
+        "         do * o * (1 - o)]",
+        why="sigmoid'(z) = sigmoid(z) sigmoid(-z) and tanh'(z) recomputed from z",
+    ),
+    Edit(
+        "backprop.lstm_step",
+        old="    dWx = ops.matmul(ops.transpose(x), dz)\n"
+        "    dWh = ops.matmul(ops.transpose(prev_h), dz)\n",
+        new='    dWx = ops.einsum("nd,nk->dk", x, dz)\n'
+        '    dWh = ops.einsum("nh,nk->hk", prev_h, dz)\n',
+        why="einsum for the weight gradients",
+    ),
 ]
