@@ -448,3 +448,143 @@ def beam_search(next_logits, start_tokens, beam_width, max_length, length_penalt
         "the length penalty does not count <END>: |Y| is the words up to and including it.":
             best(end_counted=False),
     }
+
+
+# --- lesson 08: backprop -------------------------------------------------------------
+
+
+def _affine_backward(dz, x, prev_h, Wx, Wh):
+    """The gradients of z = x Wx + prev_h Wh + b, from dz: shared by the RNN and LSTM steps."""
+    return {"dx": dz @ Wx.T, "dprev_h": dz @ Wh.T, "dWx": x.T @ dz, "dWh": prev_h.T @ dz, "db": dz.sum(axis=0)}
+
+
+_TANH_GRAD_MISTAKES = {
+    "tanh' is missing: dz = dnext_h * tanh'(z), with tanh'(z) = 1 - next_h**2?": lambda h: np.ones_like(h),
+    "tanh' taken of next_h: next_h is already tanh(z), so tanh'(z) = 1 - next_h**2, not 1 - tanh(next_h)**2.":
+        lambda h: 1 - np.tanh(h) ** 2,
+    "tanh'(z) written as 1 - next_h: it is 1 - next_h**2.": lambda h: 1 - h,
+}
+
+
+def _rnn_step_backward(dnext_h, x, prev_h, next_h, Wx, Wh, tanh_grad=lambda h: 1 - h**2):
+    return _affine_backward(dnext_h * tanh_grad(next_h), x, prev_h, Wx, Wh)
+
+
+def rnn_step_backward(dnext_h, x, prev_h, next_h, Wx, Wh, output):
+    """Mistakes of `rnn_step_backward`; `output` names the gradient: "dx", "dprev_h", "dWx", "dWh" or "db"."""
+    args = _f64(dnext_h, x, prev_h, next_h, Wx, Wh)
+    mistakes = {hint: _rnn_step_backward(*args, tanh_grad=grad)[output] for hint, grad in _TANH_GRAD_MISTAKES.items()}
+    if output == "db":
+        dz = args[0] * (1 - args[3] ** 2)
+        mistakes["db averaged over the batch: b is added to every row, so db is the sum over the N rows."] = \
+            dz.mean(axis=0)
+    return mistakes
+
+
+def _bptt(dh, x, h0, h, Wx, Wh, tanh_grad=lambda h: 1 - h**2, accumulate=True, carry=True, backwards=True,
+          prev_is_h_t=False):
+    """NumPy backpropagation through time with the chosen mistakes: dx, dh0, dWx, dWh, db."""
+    T = x.shape[1]
+    dx, dprev = np.zeros_like(x), np.zeros_like(h0)
+    totals = {"dWx": np.zeros_like(Wx), "dWh": np.zeros_like(Wh), "db": np.zeros(Wh.shape[1])}
+    for t in reversed(range(T)) if backwards else range(T):
+        prev_h = h[:, t] if prev_is_h_t else (h0 if t == 0 else h[:, t - 1])
+        step = _rnn_step_backward(dh[:, t] + (dprev if carry else 0), x[:, t], prev_h, h[:, t], Wx, Wh, tanh_grad)
+        dx[:, t], dprev = step["dx"], step["dprev_h"]
+        for name in totals:
+            totals[name] = totals[name] + step[name] if accumulate else step[name]
+    return {"dx": dx, "dh0": dprev, **totals}
+
+
+def rnn_backward(dh, x, h0, h, Wx, Wh, output):
+    """Mistakes of `rnn_backward`; `output` names the gradient: "dx", "dh0", "dWx", "dWh" or "db"."""
+    args = _f64(dh, x, h0, h, Wx, Wh)
+    choices = {hint: dict(tanh_grad=grad) for hint, grad in _TANH_GRAD_MISTAKES.items()}
+    choices["the dprev_h that step t+1 hands back is not added to dh[:, t]: h[:, t] reaches the loss directly and "
+            "through the next step."] = dict(carry=False)
+    choices["the steps run forward in time: backpropagation through time goes from t = T-1 down to 0."] = \
+        dict(backwards=False)
+    if output in ("dWx", "dWh", "db"):
+        choices["only step 0's share of the weight gradient is left: it is assigned at each step (=), not added "
+                "up (+=)."] = dict(accumulate=False)
+    if output == "dWh":
+        choices["prev_h of step t taken as h[:, t]: it is h[:, t-1] (h0 at t = 0)."] = dict(prev_is_h_t=True)
+    mistakes = {hint: _bptt(*args, **choice)[output] for hint, choice in choices.items()}
+    if output == "dh0":
+        mistakes["dh0 is 0: it is the dprev_h that the step at t = 0 hands back."] = np.zeros_like(args[2])
+    return mistakes
+
+
+def word_embedding_backward(dout, ids, vocab_size):
+    """Mistakes of `word_embedding_backward`: dout (N, T, D), ids (N, T) -> dW (V, D)."""
+    (dout,), ids = _f64(dout), np.asarray(ids).astype(np.int64).ravel()
+    rows = dout.reshape(len(ids), -1)  # (N*T, D)
+    one_kept = np.zeros((vocab_size, rows.shape[1]))
+    one_kept[ids] = rows  # NumPy keeps one of the rows of a repeated id (the last)
+    summed = np.zeros_like(one_kept)
+    np.add.at(summed, ids, rows)
+    counts = np.bincount(ids, minlength=vocab_size)[:, None]
+    return {
+        "a repeated word kept the gradient of only one of its occurrences: they add up (`dW[ids] += dout` keeps "
+        "one; `np.add.at` or `ops.segment_sum` add them all).": one_kept,
+        "a repeated word got the mean of its occurrences' gradients: they add up (a sum, not a mean).":
+            summed / np.maximum(counts, 1),
+    }
+
+
+def temporal_softmax_loss_backward(logits, targets, ignore_index=0):
+    """Mistakes of `temporal_softmax_loss_backward`: logits (N, T, V), targets (N, T) -> dlogits (N, T, V)."""
+    (z,), targets = _f64(logits), np.asarray(targets).astype(np.int64)
+    N, V = len(targets), z.shape[-1]
+    counted = (targets != ignore_index)[..., None]  # (N, T, 1)
+    error = _softmax(z, axis=-1) - np.eye(V)[targets]  # softmax - onehot, at every position
+    return {
+        "the positions whose target is ignore_index (<NULL>) send back a gradient: is the mask applied?": error / N,
+        "divided by the number of counted tokens: the loss divides by N, the batch size.":
+            error * counted / max(counted.sum(), 1),
+        "divided by N*T, every position: the loss sums over time and divides by N only.":
+            error * counted / targets.size,
+        "not divided by N: the loss averages over the batch.": error * counted,
+        "the one-hot of the target is not subtracted: dlogits = (softmax - onehot) / N.":
+            _softmax(z, axis=-1) * counted / N,
+        "the sign is flipped: dlogits = softmax - onehot (the loss falls as the target's logit rises).":
+            -error * counted / N,
+    }
+
+
+def _lstm_step_backward(dnext_h, dnext_c, x, prev_h, prev_c, Wx, Wh, b, order="ifgo", dz_order="ifgo",
+                        sigmoid_grad=lambda s: s * (1 - s), from_next_c=True, through_h=True, times_f=True):
+    """NumPy LSTM step backward with the chosen mistakes: z's blocks read in `order`, dz's written in `dz_order`."""
+    blocks = dict(zip(order, np.split(x @ Wx + prev_h @ Wh + b, 4, axis=-1)))
+    i, f, o, g = _sigmoid(blocks["i"]), _sigmoid(blocks["f"]), _sigmoid(blocks["o"]), np.tanh(blocks["g"])
+    tanh_c = np.tanh(f * prev_c + i * g)
+    dc = (dnext_c if from_next_c else 0) + (dnext_h * o * (1 - tanh_c**2) if through_h else 0)
+    dblocks = {"i": dc * g * sigmoid_grad(i), "f": dc * prev_c * sigmoid_grad(f), "g": dc * i * (1 - g**2),
+               "o": dnext_h * tanh_c * sigmoid_grad(o)}
+    grads = _affine_backward(np.concatenate([dblocks[k] for k in dz_order], axis=-1), x, prev_h, Wx, Wh)
+    return {**grads, "dprev_c": dc * f if times_f else dc}
+
+
+_WEIGHT_GRADS = ("dx", "dprev_h", "dWx", "dWh", "db")
+
+# hint -> (the mistake, the gradients it changes)
+_LSTM_BACKWARD_MISTAKES = {
+    "gates read in CS231n's order i, f, o, g? Lesson 04's LSTMCell (and Keras) orders them i, f, g, o.":
+        (dict(order="ifog", dz_order="ifog"), (*_WEIGHT_GRADS, "dprev_c")),
+    "dz's blocks are in the order i, f, o, g: they must line up with z's, i, f, g, o.":
+        (dict(dz_order="ifog"), _WEIGHT_GRADS),
+    "sigmoid'(z) written as s: it is s (1 - s), with s = sigmoid(z).":
+        (dict(sigmoid_grad=lambda s: s), _WEIGHT_GRADS),
+    "dnext_c is not added: dc = dnext_c + dnext_h * o * tanh'(next_c).": (dict(from_next_c=False),
+                                                                           (*_WEIGHT_GRADS, "dprev_c")),
+    "the path from next_h into c is missing: dc = dnext_c + dnext_h * o * tanh'(next_c).":
+        (dict(through_h=False), (*_WEIGHT_GRADS, "dprev_c")),
+    "dprev_c = dc: c = f * prev_c + i * g, so dprev_c = dc * f.": (dict(times_f=False), ("dprev_c",)),
+}
+
+
+def lstm_step_backward(dnext_h, dnext_c, x, prev_h, prev_c, Wx, Wh, b, output):
+    """Mistakes of `lstm_step_backward`; `output` names the gradient: "dx", "dprev_h", "dprev_c", "dWx", "dWh", "db"."""
+    args = _f64(dnext_h, dnext_c, x, prev_h, prev_c, Wx, Wh, b)
+    return {hint: _lstm_step_backward(*args, **choice)[output]
+            for hint, (choice, outputs) in _LSTM_BACKWARD_MISTAKES.items() if output in outputs}
