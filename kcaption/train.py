@@ -293,7 +293,7 @@ def compile_captioner(model, learning_rate=2e-3, jit_compile=True, steps_per_exe
     """Adam, the temporal softmax loss and token accuracy.
 
     Args:
-        learning_rate: Adam's constant rate (with gradients clipped to norm 5).
+        learning_rate: Adam's constant rate (each weight's gradient clipped to norm 5: `clipnorm`, not `global_clipnorm`).
         jit_compile: XLA-compiled steps.
         steps_per_execution: training steps per call into the compiled graph
             (fewer Python round trips: it matters on a GPU, where a step is short).
