@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import pytest
 
-from kcaption import mistakes
+from kcaption import backprop, mistakes
 from kcaption.data import END, NULL, START, Vocabulary, decode_captions
 from kcaption.feedback import diagnose
 from kcaption.grading import mutants, release
@@ -149,9 +149,44 @@ def multi_head_case():
     return cases
 
 
+def backprop_case():
+    """Lesson 08's five backward steps, every gradient each returns, on inputs with N, T, D, H, V all different."""
+    N, T, D, H, V = 3, 4, 5, 6, 7
+    x, h0 = wavy((N, T, D)), wavy((N, H), 0.5)
+    Wx, Wh, b = wavy((D, H), 0.4), wavy((H, H), 0.3), wavy((H,), 0.2)
+    h, prev = [], h0
+    for t in range(T):
+        prev = np.tanh(x[:, t] @ Wx + prev @ Wh + b)
+        h.append(prev)
+    h, dh = np.stack(h, axis=1), wavy((N, T, H), 0.7)
+    cases = {}
+    step = backprop.rnn_step_backward(dh[:, -1], x[:, -1], h[:, -2], h[:, -1], Wx, Wh)
+    for output, right in zip(("dx", "dprev_h", "dWx", "dWh", "db"), step):
+        cases[f"backprop.rnn_step {output}"] = (
+            mistakes.rnn_step_backward(dh[:, -1], x[:, -1], h[:, -2], h[:, -1], Wx, Wh, output=output),
+            np.asarray(right), dict(atol=1e-10))
+    for output, right in zip(("dx", "dh0", "dWx", "dWh", "db"), backprop.rnn_backward(dh, x, h0, h, Wx, Wh)):
+        cases[f"backprop.rnn {output}"] = (mistakes.rnn_backward(dh, x, h0, h, Wx, Wh, output=output),
+                                           np.asarray(right), dict(atol=1e-10))
+    ids = np.array([[1, 2, 2, 0], [4, 4, 4, 1], [6, 2, 5, 3]])
+    dout = wavy((N, T, D))
+    cases["backprop.embedding"] = (mistakes.word_embedding_backward(dout, ids, V),
+                                   np.asarray(backprop.word_embedding_backward(dout, ids, V)), dict(atol=1e-10))
+    logits = wavy((N, T, V), 2.0)
+    cases["backprop.loss"] = (mistakes.temporal_softmax_loss_backward(logits, ids),
+                              np.asarray(backprop.temporal_softmax_loss_backward(logits, ids)), dict(atol=1e-10))
+    Wx4, Wh4, b4 = wavy((D, 4 * H), 0.4), wavy((H, 4 * H), 0.3), wavy((4 * H,), 0.5)
+    c_prev, dnext_h, dnext_c = wavy((N, H), 0.8), wavy((N, H), 0.6), wavy((N, H), 0.9)
+    arguments = (dnext_h, dnext_c, x[:, 0], h0, c_prev, Wx4, Wh4, b4)
+    for output, right in zip(("dx", "dprev_h", "dprev_c", "dWx", "dWh", "db"), backprop.lstm_step_backward(*arguments)):
+        cases[f"backprop.lstm_step {output}"] = (mistakes.lstm_step_backward(*arguments, output=output),
+                                                 np.asarray(right), dict(atol=1e-10))
+    return cases
+
+
 CASES = {}
 for make in (embedding_case, loss_case, rnn_case, lstm_case, attention_case, attention_lstm_case, positional_case,
-             causal_mask_case, multi_head_case):
+             causal_mask_case, multi_head_case, backprop_case):
     CASES.update(make())
 
 # Outputs for the mistakes a catalog recognises by a test rather than by a value.
