@@ -761,6 +761,7 @@ MUTANTS = [
         old="dz = dnext_h * (1 - next_h * next_h)",
         new="dz = dnext_h * (1 - next_h)",
         why="tanh'(z) written as 1 - tanh(z)",
+        hint="tanh'(z) written as 1 - next_h",
     ),
     Edit(
         "backprop.rnn_step",
@@ -804,12 +805,14 @@ MUTANTS = [
         old="dWx, dWh, db = dWx + dWx_t, dWh + dWh_t, db + db_t",
         new="dWx, dWh, db = dWx_t, dWh_t, db_t",
         why="weight gradients overwritten at every step (= instead of +=): only step 0's share is kept",
+        hint="only step 0's share of the weight gradient is left",
     ),
     Edit(
         "backprop.rnn",
         old="step_backward(dh[:, t] + dprev, ",
         new="step_backward(dh[:, t], ",
         why="the dh from the next step (dprev) is not added: no gradient flows back through time",
+        hint='the dprev_h that step t+1 hands back is not added',
     ),
     Edit(
         "backprop.rnn",
@@ -854,6 +857,7 @@ MUTANTS = [
         new="return ops.segment_sum(rows, flat_ids, num_segments=vocab_size) / ops.maximum(\n"
         "        ops.segment_sum(ops.ones_like(rows[:, :1]), flat_ids, num_segments=vocab_size), 1)",
         why="averages a repeated word's gradients instead of summing them",
+        hint="a repeated word got the mean of its occurrences' gradients",
     ),
     Edit(
         "backprop.embedding",
@@ -867,6 +871,7 @@ MUTANTS = [
         old="return (probs - onehot) * mask[..., None] / batch_size",
         new="return (probs - onehot) / batch_size",
         why="masked positions leak gradient: the mask is not applied",
+        hint='is the mask applied?',
     ),
     Edit(
         "backprop.loss",
@@ -922,6 +927,7 @@ MUTANTS = [
         old="[di * i * (1 - i), df * f * (1 - f), dg * (1 - g * g), do * o * (1 - o)]",
         new="[di * i * (1 - i), df * f * (1 - f), do * o * (1 - o), dg * (1 - g * g)]",
         why="dz's gate blocks in the order i, f, o, g: g's and o's weight gradients swapped",
+        hint="dz's blocks are in the order i, f, o, g",
     ),
     Edit(
         "backprop.lstm_step",
@@ -934,6 +940,7 @@ MUTANTS = [
         old="dc = dnext_c + dnext_h * o * (1 - tanh_c * tanh_c)",
         new="dc = dnext_h * o * (1 - tanh_c * tanh_c)",
         why="dnext_c not added: the cell path through time is dropped",
+        hint='dnext_c is not added',
     ),
     Edit(
         "backprop.lstm_step",
