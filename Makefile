@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.kcaption-installed
 OUT ?= runs/demo
 MODEL ?= lstm
-# pytest-xdist workers for `make test` (each test file stays on one worker: tests/kit/conftest.py).
+# pytest-xdist workers for `make test` (each test file stays on one worker: conftest.py).
 TEST_WORKERS ?= 2
 
 .PHONY: setup demo test lint steps clean
@@ -27,7 +27,7 @@ demo: setup
 # Lint, then the whole suite: graders on the solutions, graders proven on the stubs, notebooks.
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=40
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --durations=40
 
 steps: setup
 	$(BIN)/kcaption steps
