@@ -69,6 +69,21 @@ def test_every_step_is_graded(kind):
     assert not missing, f"no {kind} test is marked @pytest.mark.step(...) for: {sorted(missing)}"
 
 
+def test_every_hidden_test_grades_a_step():
+    """CI runs the hidden tests only inside full-marks grading (tests/kit/conftest.py), which runs each step's
+    tests: a hidden test that graded no step would run nowhere."""
+    def collected(*options):
+        result = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                                 "tests/hidden", *options], capture_output=True, text=True, cwd=REPO,
+                                env={**os.environ, "CI": ""})
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        return {line for line in result.stdout.splitlines() if "::" in line}
+
+    every = collected()
+    graded = collected(*[option for step_id in IDS for option in ("--step-id", step_id)])
+    assert every and every == graded, f"hidden tests that grade no step: {sorted(every - graded)}"
+
+
 def _marked_tests():
     """(file, test node) for every test function marked @pytest.mark.step, public and hidden."""
     for path in sorted((REPO / "tests").glob("test_*.py")) + sorted((REPO / "tests" / "hidden").glob("test_*.py")):
